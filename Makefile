@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make run` (install + demo) and `make test` (install + whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test lint browser-deps
+
+$(VENV)/.deps: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.deps
+
+## Install everything, then run the app beside the sandbox EHR (SQLite, demo defaults).
+run: install
+	DEBUG=True $(PY) manage.py rundemo
+
+## Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+browser-deps:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+## Install everything, lint, and run the whole test suite.
+test: install browser-deps lint
+	$(PY) -m pytest

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SmartappConfig(AppConfig):
+    name = "smartapp"
+    verbose_name = "SMART launch"

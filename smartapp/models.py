@@ -1,0 +1,153 @@
+"""The EHR registry and per-launch contexts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from smartapp.crypto import EncryptedTextField
+
+DASHBOARD_RESOURCES = ("Patient", "Encounter", "Observation", "Condition")
+DEFAULT_EHR_LAUNCH_SCOPE = "launch openid fhirUser online_access " + " ".join(
+    f"patient/{t}.rs" for t in DASHBOARD_RESOURCES
+)
+DEFAULT_STANDALONE_SCOPE = "launch/patient openid fhirUser online_access " + " ".join(
+    f"patient/{t}.rs" for t in DASHBOARD_RESOURCES
+)
+
+
+def normalize_issuer(iss: str) -> str:
+    """The one normalisation applied to an issuer: strip trailing slashes (nothing else)."""
+    return (iss or "").strip().rstrip("/")
+
+
+class Ehr(models.Model):
+    """An EHR (FHIR server + SMART authorization server) that may launch this app."""
+
+    class AuthMethod(models.TextChoices):
+        CLIENT_SECRET_BASIC = "client_secret_basic", "client_secret_basic (HTTP Basic)"
+        CLIENT_SECRET_POST = "client_secret_post", "client_secret_post (form body)"
+        PRIVATE_KEY_JWT = "private_key_jwt", "private_key_jwt (signed assertion)"
+
+    name = models.CharField(max_length=200, help_text="Shown to users on the standalone launch page.")
+    slug = models.SlugField(max_length=100, unique=True, help_text="Used in the standalone launch URL.")
+    iss = models.URLField(
+        "issuer (FHIR base URL)",
+        max_length=500,
+        unique=True,
+        help_text="The FHIR base URL the EHR sends as `iss`. Stored without a trailing slash.",
+    )
+    client_id = models.CharField(max_length=255, help_text="The client_id this EHR issued to the app.")
+    auth_method = models.CharField(
+        "client authentication",
+        max_length=32,
+        choices=AuthMethod.choices,
+        default=AuthMethod.CLIENT_SECRET_BASIC,
+        help_text="How the app authenticates at the token endpoint.",
+    )
+    client_secret = EncryptedTextField(
+        blank=True, default="", help_text="Encrypted at rest. Leave blank for private_key_jwt."
+    )
+    ehr_launch_scope = models.TextField(
+        "EHR launch scopes", default=DEFAULT_EHR_LAUNCH_SCOPE, help_text="Space-separated scopes for EHR launch."
+    )
+    standalone_scope = models.TextField(
+        "standalone scopes",
+        default=DEFAULT_STANDALONE_SCOPE,
+        help_text="Space-separated scopes for standalone launch.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Disabled EHRs cannot launch the app.")
+    frame_ancestors = models.TextField(
+        blank=True,
+        default="",
+        help_text="Origins allowed to embed the app in an iframe, space-separated (e.g. https://ehr.example.org).",
+    )
+    authorize_url_override = models.URLField(
+        max_length=500, blank=True, default="", help_text="Use instead of the discovered authorization_endpoint."
+    )
+    token_url_override = models.URLField(
+        max_length=500, blank=True, default="", help_text="Use instead of the discovered token_endpoint."
+    )
+    discovery = models.JSONField(
+        null=True, blank=True, editable=False, help_text="Last fetched .well-known/smart-configuration."
+    )
+    discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "EHR"
+        verbose_name_plural = "EHRs"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        self.iss = normalize_issuer(self.iss)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_confidential_asymmetric(self) -> bool:
+        return self.auth_method == self.AuthMethod.PRIVATE_KEY_JWT
+
+    def frame_ancestor_list(self) -> list[str]:
+        return self.frame_ancestors.split()
+
+    def scope_list(self, standalone: bool = False) -> list[str]:
+        return (self.standalone_scope if standalone else self.ehr_launch_scope).split()
+
+
+class Launch(models.Model):
+    """One authorized launch: its tokens and context (patient, encounter, user).
+
+    A browser session may hold several (two tabs, two patients); each is addressed by an opaque
+    `handle` in the dashboard URL, and the session lists the handles it owns. Tokens are
+    encrypted and never leave the server.
+    """
+
+    class Kind(models.TextChoices):
+        EHR = "ehr", "EHR launch"
+        STANDALONE = "standalone", "Standalone launch"
+
+    handle = models.CharField(max_length=64, unique=True)
+    ehr = models.ForeignKey(Ehr, on_delete=models.CASCADE, related_name="launches")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField(blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    requested_scope = models.TextField(blank=True, default="")
+    scope = models.TextField(blank=True, default="", help_text="Scopes actually granted.")
+    patient_id = models.CharField(max_length=256, blank=True, default="")
+    encounter_id = models.CharField(max_length=256, blank=True, default="")
+    fhir_user = models.CharField(max_length=512, blank=True, default="")
+    fhir_context = models.JSONField(default=list, blank=True)
+    need_patient_banner = models.BooleanField(null=True, blank=True)
+    smart_style_url = models.URLField(max_length=500, blank=True, default="")
+    intent = models.CharField(max_length=128, blank=True, default="")
+    tenant = models.CharField(max_length=256, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.handle[:8]}… on {self.ehr_id}"
+
+    def granted_scopes(self) -> set[str]:
+        return set(self.scope.split())
+
+    def expires_within(self, seconds: float) -> bool:
+        """True when the access token is expired or will be within `seconds`."""
+        if self.expires_at is None:
+            return False
+        return self.expires_at <= timezone.now() + timedelta(seconds=seconds)
+
+    @property
+    def fhir_base_url(self) -> str:
+        return self.ehr.iss

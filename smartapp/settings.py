@@ -1,0 +1,203 @@
+"""Settings for the SMART on FHIR dashboard.
+
+Every deploy-specific value comes from the environment (or an optional `.env` file beside
+manage.py) through django-environ. `DEBUG=True` gives the demo defaults (SQLite, the sandbox
+EHR, a dev-only encryption key); with `DEBUG=False` the process refuses to start unless the
+production values are set. Every variable is listed in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# --- Production guard -------------------------------------------------------------------
+# Without DEBUG, refuse to start on a missing secret rather than fall back to a demo value.
+_REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "ALLOWED_HOSTS", "TOKEN_ENCRYPTION_KEYS", "DATABASE_URL")
+if not DEBUG:
+    _missing = [name for name in _REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
+    if _missing:
+        raise ImproperlyConfigured(
+            "DEBUG is off, so these environment variables are required: " + ", ".join(_missing)
+        )
+
+SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Token and client-secret encryption: comma-separated Fernet keys, newest first. Older keys
+# still decrypt, so rotation is "prepend a new key, re-encrypt, drop the old one later".
+TOKEN_ENCRYPTION_KEYS = env.list(
+    "TOKEN_ENCRYPTION_KEYS",
+    default=[base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()],
+)
+
+# --- Applications -------------------------------------------------------------------------
+# The sandbox EHR is a dev/test tool; it may never be installed in production.
+SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
+if SANDBOX_ENABLED and not DEBUG and not env.bool("SANDBOX_ALLOW_WITHOUT_DEBUG", default=False):
+    raise ImproperlyConfigured("SANDBOX_ENABLED requires DEBUG=True: the sandbox EHR is dev-only.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "mozilla_django_oidc",
+    "smartapp",
+    "clinical",
+]
+if SANDBOX_ENABLED:
+    INSTALLED_APPS.append("sandbox")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "smartapp.urls"
+WSGI_APPLICATION = "smartapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data -----------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads and two servers share one SQLite file in the demo and the tests.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The cache holds discovery documents, JWKS and the cross-process refresh lock, so it must be
+# shared by every process: Redis when configured, else a database table (createcachetable).
+_REDIS_URL = env.str("REDIS_URL", default="")
+if _REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _REDIS_URL}}
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "smartapp_cache"}
+    }
+
+# Tokens live server-side: database sessions, never signed-cookie sessions.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+
+# --- Cookies, framing, transport -----------------------------------------------------------
+# EHRs embed the app in a cross-site iframe: cookies must be SameSite=None; Secure (browsers
+# treat http://localhost as secure, so this holds in the demo too) and Partitioned (CHIPS).
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_SAMESITE = "None"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = True
+CSRF_COOKIE_SAMESITE = "None"
+CSRF_COOKIE_HTTPONLY = True
+SMART_PARTITIONED_COOKIES = env.bool("SMART_PARTITIONED_COOKIES", default=True)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups"
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=not DEBUG):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "admin:login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- SMART client ---------------------------------------------------------------------------
+# The app's public base URL. redirect_uri and the launch URL are built from it, never from the
+# request's Host header, because EHRs match redirect URIs exactly.
+SMART_APP_BASE_URL = env.str("SMART_APP_BASE_URL", default="http://localhost:8000").rstrip("/")
+SMART_HTTP_CONNECT_TIMEOUT = env.float("SMART_HTTP_CONNECT_TIMEOUT", default=3.05)
+SMART_HTTP_READ_TIMEOUT = env.float("SMART_HTTP_READ_TIMEOUT", default=10.0)
+SMART_DISCOVERY_TTL = env.int("SMART_DISCOVERY_TTL", default=3600)
+SMART_REFRESH_SKEW_SECONDS = env.int("SMART_REFRESH_SKEW_SECONDS", default=60)
+SMART_STATE_MAX_AGE = env.int("SMART_STATE_MAX_AGE", default=600)
+SMART_MAX_PENDING_STATES = env.int("SMART_MAX_PENDING_STATES", default=20)
+SMART_MAX_LAUNCHES_PER_SESSION = env.int("SMART_MAX_LAUNCHES_PER_SESSION", default=20)
+# private_key_jwt signing keys: a private JWKS as JSON in SMART_JWKS, or a path in SMART_JWKS_FILE.
+SMART_JWKS = env.str("SMART_JWKS", default="")
+SMART_JWKS_FILE = env.str("SMART_JWKS_FILE", default=str(BASE_DIR / "var" / "dev-jwks.json") if DEBUG else "")
+
+# --- FHIR client ----------------------------------------------------------------------------
+FHIR_PAGE_SIZE = env.int("FHIR_PAGE_SIZE", default=200)
+FHIR_PAGE_LIMIT = env.int("FHIR_PAGE_LIMIT", default=10)
+FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
+FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
+
+# --- i18n / static --------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env.bool("STATIC_MANIFEST", default=not DEBUG)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+}

@@ -1,0 +1,24 @@
+"""Environment for the test process, loaded with `-p tests.testenv` before Django starts.
+
+Tests run with production-like settings (DEBUG off, Secure/SameSite=None cookies, framing rules),
+with only TLS redirection turned off because test servers speak plain HTTP on loopback.
+"""
+
+import os
+
+_DEFAULTS = {
+    "DEBUG": "False",
+    "SECRET_KEY": "test-secret-key-not-for-production-0123456789abcdefghijklmnop",
+    "ALLOWED_HOSTS": "localhost,127.0.0.1,testserver,[::1]",
+    # A fixed Fernet key for tests only (urlsafe base64 of 32 bytes).
+    "TOKEN_ENCRYPTION_KEYS": "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdDE=",
+    "DATABASE_URL": "sqlite:///" + os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-db.sqlite3"),
+    "SECURE_SSL_REDIRECT": "False",
+    "SECURE_PROXY_SSL_HEADER": "False",
+    "STATIC_MANIFEST": "False",
+    "SANDBOX_ENABLED": "False",
+    "LOG_LEVEL": "WARNING",
+}
+for _name, _value in _DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smartapp.settings")
