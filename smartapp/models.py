@@ -52,7 +52,9 @@ class Ehr(models.Model):
         blank=True, default="", help_text="Encrypted at rest. Leave blank for private_key_jwt."
     )
     ehr_launch_scope = models.TextField(
-        "EHR launch scopes", default=DEFAULT_EHR_LAUNCH_SCOPE, help_text="Space-separated scopes for EHR launch."
+        "EHR launch scopes",
+        default=DEFAULT_EHR_LAUNCH_SCOPE,
+        help_text="Space-separated scopes for EHR launch.",
     )
     standalone_scope = models.TextField(
         "standalone scopes",
@@ -66,7 +68,10 @@ class Ehr(models.Model):
         help_text="Origins allowed to embed the app in an iframe, space-separated (e.g. https://ehr.example.org).",
     )
     authorize_url_override = models.URLField(
-        max_length=500, blank=True, default="", help_text="Use instead of the discovered authorization_endpoint."
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Use instead of the discovered authorization_endpoint.",
     )
     token_url_override = models.URLField(
         max_length=500, blank=True, default="", help_text="Use instead of the discovered token_endpoint."
@@ -151,3 +156,35 @@ class Launch(models.Model):
     @property
     def fhir_base_url(self) -> str:
         return self.ehr.iss
+
+
+class AuditEvent(models.Model):
+    """One FHIR access by the app: who, which EHR and patient, what type, how many, outcome.
+
+    Deliberately holds no clinical values, no tokens and no launch handles.
+    """
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        DENIED = "denied", "Not authorized (401/403)"
+        NOT_FOUND = "not_found", "Not found"
+        ERROR = "error", "Error"
+        TIMEOUT = "timeout", "Timed out"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    fhir_user = models.CharField(max_length=512, blank=True, default="")
+    ehr = models.ForeignKey(Ehr, null=True, blank=True, on_delete=models.SET_NULL)
+    patient_id = models.CharField(max_length=256, blank=True, default="", db_index=True)
+    resource_type = models.CharField(max_length=64)
+    interaction = models.CharField(max_length=16, help_text="read or search")
+    count = models.PositiveIntegerField(null=True, blank=True, help_text="Resources returned.")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.interaction} {self.resource_type} {self.outcome}"

@@ -12,7 +12,8 @@ _DEFAULTS = {
     "ALLOWED_HOSTS": "localhost,127.0.0.1,testserver,[::1]",
     # A fixed Fernet key for tests only (urlsafe base64 of 32 bytes).
     "TOKEN_ENCRYPTION_KEYS": "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdDE=",
-    "DATABASE_URL": "sqlite:///" + os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-db.sqlite3"),
+    "DATABASE_URL": "sqlite:///"
+    + os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-db.sqlite3"),
     "SECURE_SSL_REDIRECT": "False",
     "SECURE_PROXY_SSL_HEADER": "False",
     "STATIC_MANIFEST": "False",

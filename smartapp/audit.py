@@ -1,0 +1,37 @@
+"""The audit trail of FHIR accesses (who read what kind of data for which patient, and how it went)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smartapp.models import AuditEvent, Launch
+
+
+@dataclass(frozen=True)
+class FhirAccess:
+    """What the FHIR client reports about one query; no clinical values."""
+
+    resource_type: str
+    interaction: str  # "read" or "search"
+    outcome: str  # an AuditEvent.Outcome value
+    count: int | None = None
+    status_code: int | None = None
+
+
+def record_fhir_accesses(launch: Launch, accesses: list[FhirAccess], request_id: str = "") -> None:
+    """Write one audit row per access, in a single insert."""
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            user_id=launch.user_id,
+            fhir_user=launch.fhir_user,
+            ehr_id=launch.ehr_id,
+            patient_id=launch.patient_id,
+            resource_type=access.resource_type,
+            interaction=access.interaction,
+            count=access.count,
+            outcome=access.outcome,
+            status_code=access.status_code,
+            request_id=request_id,
+        )
+        for access in accesses
+    )

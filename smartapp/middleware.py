@@ -1,0 +1,56 @@
+"""Attach the launch a request is for (`request.smart`) and keep its access token fresh."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from smartapp import session
+from smartapp.models import Launch
+from smartapp.tokens import RefreshError, refresh_access_token
+
+logger = logging.getLogger(__name__)
+
+
+class SmartHttpRequest(HttpRequest):
+    smart: Launch | None
+
+
+class LaunchContextMiddleware:
+    """For any view taking a `handle` kwarg: resolve it to this session's launch and refresh it.
+
+    A handle this session does not own, or a launch that can no longer be refreshed, gets the
+    "session ended" page (standalone: a re-authorize link; EHR launch: relaunch from the EHR).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.smart = None
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        handle = view_kwargs.get("handle")
+        if handle is None:
+            return None
+        launch = session.launch_for(request, handle)
+        if launch is None:
+            return render(request, "smartapp/session_ended.html", {"reason": "unknown"}, status=401)
+        if launch.refresh_token and launch.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
+            try:
+                launch = refresh_access_token(launch)
+            except RefreshError:
+                logger.info("refresh failed; launch cleared (ehr=%s)", launch.ehr_id)
+                session.forget_launch(request, handle)
+                return render(
+                    request,
+                    "smartapp/session_ended.html",
+                    {"reason": "refresh_failed", "ehr": launch.ehr, "kind": launch.kind},
+                    status=401,
+                )
+        request.smart = launch
+        return None
