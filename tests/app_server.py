@@ -1,0 +1,137 @@
+"""Start the app itself as a real server (gunicorn, production-like settings) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll `url` until it answers, failing fast if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class AppServer:
+    base_url: str
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a management command against this server's database and settings."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def __enter__(self) -> AppServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def app_env(db_path: Path, port: int, **overrides: str) -> dict[str, str]:
+    """The production-like environment of an app server (plain HTTP on loopback only)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
+    env.update(
+        {
+            "DEBUG": "False",
+            "SECRET_KEY": "e2e-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGH",
+            "ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "TOKEN_ENCRYPTION_KEYS": "ZTJlLWtleS1lMmUta2V5LWUyZS1rZXktZTJlLWtleTE=",
+            "DATABASE_URL": f"sqlite:///{db_path}",
+            "SMART_APP_BASE_URL": f"http://localhost:{port}",
+            "SECURE_SSL_REDIRECT": "False",
+            "SECURE_PROXY_SSL_HEADER": "False",
+            "STATIC_MANIFEST": "False",
+            "WHITENOISE_USE_FINDERS": "True",
+            "SANDBOX_ENABLED": "False",
+            "LOG_LEVEL": "INFO",
+            "DJANGO_SETTINGS_MODULE": "smartapp.settings",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def start_app(db_path: Path, port: int | None = None, workers: int = 2, **env_overrides: str) -> AppServer:
+    """Migrate a fresh database and serve the app with gunicorn on http://localhost:PORT."""
+    port = port or free_port()
+    env = app_env(db_path, port, **env_overrides)
+    server = AppServer(base_url=f"http://localhost:{port}", env=env)
+    server.manage("migrate", "--noinput")
+    server.manage("createcachetable")
+    server.log_path = db_path.with_suffix(".log")
+    log = server.log_path.open("w")
+    server.process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "smartapp.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "8",
+            "--worker-class",
+            "gthread",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/healthz", server.process)
+    except Exception:
+        server.stop()
+        raise
+    return server
