@@ -64,7 +64,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = current_request_id()
+            # django.request logs after the middleware chain has returned, with the request as an
+            # extra; take the id from it then.
+            from_request = getattr(getattr(record, "request", None), "request_id", None)
+            record.request_id = from_request if isinstance(from_request, str) else current_request_id()
         return True
 
 
