@@ -7,6 +7,7 @@ encryption), so each value is decrypted once, by `crypto.rotate`, and never doub
 
 from __future__ import annotations
 
+from cryptography.fernet import InvalidToken
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 from django.db.models.functions import Cast
@@ -33,7 +34,7 @@ def rotate_model(model: type[models.Model], fields: tuple[str, ...]) -> int:
                 continue
             try:
                 updates[name] = models.Value(crypto.rotate(ciphertext), output_field=models.TextField())
-            except crypto.DecryptionError as exc:
+            except (crypto.DecryptionError, InvalidToken) as exc:  # rotate() raises the latter
                 raise CommandError(
                     f"{model._meta.label} pk={pk} field {name}: cannot be decrypted with any configured "
                     "key; nothing was changed. Is an old key missing from TOKEN_ENCRYPTION_KEYS?"
