@@ -72,7 +72,7 @@ class RequestIdFilter(logging.Filter):
 
 
 # --- Redaction -------------------------------------------------------------------------------
-_SECRET_NAMES = (
+_SENSITIVE_KEYS = (
     r"access_token|refresh_token|id_token|client_secret|client_assertion|code_verifier"
     r"|password|passwd|api_key|secret"
 )
@@ -87,7 +87,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*"), r"\1 " + REDACTED),
     # name=value (query strings, form bodies) and "name": "value" (JSON, dict reprs).
     (
-        re.compile(rf"(?i)([\"']?\b(?:{_SECRET_NAMES})\b[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,;}}]+"),
+        re.compile(rf"(?i)([\"']?\b(?:{_SENSITIVE_KEYS})\b[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,;}}]+"),
         r"\1" + REDACTED,
     ),
     # Authorization codes and launch tokens: only as code=/launch= or a quoted key, so that
