@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint browser-deps
+.PHONY: install run test lint browser-deps test-postgres audit
 
 $(VENV)/.deps: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,14 @@ lint: install
 ## Install everything, lint, and run the whole test suite.
 test: install browser-deps lint
 	$(PY) -m pytest
+
+## The database part of the suite against a throw-away PostgreSQL (apt-installs it if missing).
+test-postgres: install
+	.ci/postgres-tests
+
+## Security scans: bandit over the project code, pip-audit over the pinned runtime requirements.
+## --strict makes a dependency pip-audit could not look up a failure, not a silent pass.
+PIP_AUDIT_FLAGS ?= --strict
+audit: install
+	$(VENV)/bin/bandit -q -r . -x ./.venv,./tests,./staticfiles
+	$(VENV)/bin/pip-audit -r requirements.txt --progress-spinner off $(PIP_AUDIT_FLAGS)

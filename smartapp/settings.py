@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,6 +43,15 @@ TOKEN_ENCRYPTION_KEYS = env.list(
     "TOKEN_ENCRYPTION_KEYS",
     default=[base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()],
 )
+for _position, _key in enumerate(TOKEN_ENCRYPTION_KEYS, start=1):
+    # Fail at startup, not at the first token write; never echo the key itself.
+    try:
+        Fernet(_key.encode())
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            f"TOKEN_ENCRYPTION_KEYS entry #{_position} is not a valid Fernet key (32 url-safe "
+            "base64-encoded bytes). Generate one with `python manage.py generate_encryption_key`."
+        ) from None
 
 # --- Applications -------------------------------------------------------------------------
 # The sandbox EHR is a dev/test tool; it may never be installed in production.
@@ -64,9 +74,15 @@ INSTALLED_APPS = [
 if SANDBOX_ENABLED:
     INSTALLED_APPS.append("sandbox")
 
+# Order matters: response processing runs bottom-up, so the CSP middleware (which removes
+# X-Frame-Options on frameable pages) sits above XFrameOptionsMiddleware, and the Partitioned
+# cookie middleware sits above the session and CSRF middleware that set those cookies.
 MIDDLEWARE = [
+    "smartapp.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "smartapp.security.ContentSecurityPolicyMiddleware",
+    "smartapp.security.PartitionedCookieMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,10 +153,27 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups"
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The `preload` token only states consent; nothing is preloaded until the apex domain is
+# submitted to hstspreload.org, which is a separate, deliberate step.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("SECURE_PROXY_SSL_HEADER", default=not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# Content-Security-Policy (smartapp.security). Only these views may be framed, and only by the
+# enabled EHRs' registered origins; everything else gets frame-ancestors 'none' + XFO DENY.
+SMART_FRAMEABLE_VIEWS = [
+    "smartapp:home",
+    "smartapp:launch",
+    "smartapp:callback",
+    "smartapp:standalone",
+    "clinical:*",
+]
+# Views of these apps (top-level package or URL namespace) get no CSP from the middleware: the
+# dev-only sandbox EHR frames the app cross-site and redirects its forms to the app's callback.
+SMART_CSP_EXEMPT_APPS = ["sandbox"]
+# How long the enabled EHRs' origins stay cached; Ehr saves/deletes invalidate it at once.
+SMART_CSP_CACHE_TTL = env.int("SMART_CSP_CACHE_TTL", default=300)
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
@@ -181,7 +214,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve straight from the source folders (no collectstatic) in the demo and test servers.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=DEBUG)
@@ -195,12 +228,37 @@ STORAGES = {
 }
 
 # --- Logging --------------------------------------------------------------------------------
+# One JSON object per line in production (LOG_FORMAT=json), with the request id; every record
+# passes the redaction filter on its way out, so a token slipped into a message is scrubbed.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"Unexpected value LOG_FORMAT={LOG_FORMAT!r}, use 'json' or 'plain'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "smartapp.logging.RequestIdFilter"},
+        "redact": {"()": "smartapp.logging.RedactionFilter"},
+    },
+    "formatters": {
+        "json": {"()": "smartapp.logging.JsonFormatter"},
+        "plain": {
+            "()": "smartapp.logging.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # runserver's request lines carry query strings (?code=...): route them through redaction.
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
 }

@@ -1,0 +1,254 @@
+"""Framing and cookies for an app that EHRs embed cross-site: CSP, frame-ancestors, CHIPS.
+
+- Every response gets a Content-Security-Policy. The launch and dashboard views may be framed by
+  the enabled EHRs' registered origins (`frame-ancestors`, replacing X-Frame-Options there);
+  everything else (admin, JWKS, probes, logout) is `frame-ancestors 'none'` + `X-Frame-Options: DENY`.
+- The session and CSRF cookies get the `Partitioned` attribute (CHIPS), so browsers that block
+  third-party cookies still keep them inside the EHR's iframe, in a per-EHR partition.
+
+The origins come from the database and are cached in the shared cache; saving or deleting an
+Ehr invalidates the cache (signals below), and a TTL bounds staleness for writes made by a
+process that never loaded this module.
+
+Reference: https://www.w3.org/TR/CSP3/#directive-frame-ancestors
+Reference: https://developer.mozilla.org/en-US/docs/Web/Privacy/Guides/Privacy_sandbox/Partitioned_cookies
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.cookies import Morsel
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse
+
+from smartapp.models import Ehr
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY = "smartapp:csp:ehr-origins:v1"
+
+# scheme://host[:port] and nothing else: no path, query, wildcard, quote, semicolon or space,
+# so an origin typed into the admin can never add a directive to the policy.
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://(?P<host>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+
+
+def normalize_origin(value: str) -> str | None:
+    """`value` as a CSP-safe origin (lower-case scheme://host[:port]), or None if it is not one.
+
+    Plain http is accepted only for loopback hosts (the dev sandbox); an EHR in production is
+    always https.
+    """
+    candidate = value.strip().lower().rstrip("/")
+    match = _ORIGIN.fullmatch(candidate)
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    if match.group("scheme") == "http" and match.group("host") not in _LOOPBACK_HOSTS:
+        return None
+    return candidate
+
+
+def origin_of_url(url: str) -> str | None:
+    """The CSP-safe origin of an absolute URL (e.g. an authorization endpoint), or None."""
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc or "@" in parts.netloc:
+        return None
+    return normalize_origin(f"{parts.scheme}://{parts.netloc}")
+
+
+@dataclass(frozen=True)
+class EhrOrigins:
+    """Origins the policy allows because of the enabled EHRs."""
+
+    frame_ancestors: tuple[str, ...] = ()
+    authorize: tuple[str, ...] = ()
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(values)))
+
+
+def load_ehr_origins() -> EhrOrigins:
+    """Read the enabled EHRs' frame ancestors and authorization-endpoint origins from the database."""
+    frame_ancestors: list[str] = []
+    authorize: list[str] = []
+    rows = Ehr.objects.filter(enabled=True).values_list(
+        "pk", "frame_ancestors", "authorize_url_override", "discovery"
+    )
+    for pk, ancestors, authorize_override, discovery in rows:
+        for raw in ancestors.split():
+            origin = normalize_origin(raw)
+            if origin is None:
+                logger.warning("ignoring invalid frame ancestor for EHR %s: %.100r", pk, raw)
+            else:
+                frame_ancestors.append(origin)
+        endpoint = authorize_override or (discovery or {}).get("authorization_endpoint") or ""
+        if isinstance(endpoint, str) and endpoint:
+            origin = origin_of_url(endpoint)
+            if origin is not None:
+                authorize.append(origin)
+    return EhrOrigins(_unique(frame_ancestors), _unique(authorize))
+
+
+def ehr_origins() -> EhrOrigins:
+    """The enabled EHRs' origins, from the shared cache when possible."""
+    try:
+        cached = cache.get(CACHE_KEY)
+    except Exception:  # a cache outage must not take pages down; fall back to the database
+        logger.warning("CSP origin cache unavailable", exc_info=True)
+        cached = None
+    if isinstance(cached, EhrOrigins):
+        return cached
+    origins = load_ehr_origins()
+    try:
+        cache.set(CACHE_KEY, origins, settings.SMART_CSP_CACHE_TTL)
+    except Exception:
+        logger.warning("CSP origin cache unavailable", exc_info=True)
+    return origins
+
+
+@receiver(post_save, sender=Ehr, dispatch_uid="smartapp.security.invalidate_on_save")
+@receiver(post_delete, sender=Ehr, dispatch_uid="smartapp.security.invalidate_on_delete")
+def invalidate_ehr_origins(**kwargs) -> None:
+    """Any change to an EHR may change who may frame the app: drop the cached origins."""
+    try:
+        cache.delete(CACHE_KEY)
+    except Exception:
+        logger.warning("could not invalidate the CSP origin cache", exc_info=True)
+
+
+# --- Content-Security-Policy --------------------------------------------------------------------
+# style-src-attr 'unsafe-inline': the dashboard sets sanitised CSS custom properties (EHR style
+# hints) in style attributes. Attribute styles cannot load script or use selectors, so this does
+# not reopen the CSS-exfiltration or script vectors that style-src 'self' closes.
+_BASE_POLICY = (
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "style-src-attr 'unsafe-inline'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+)
+
+
+def build_policy(frameable: bool, origins: EhrOrigins | None = None) -> str:
+    """The CSP header value for a frameable (launch/dashboard) or a non-frameable page."""
+    directives = list(_BASE_POLICY)
+    if frameable and origins is not None:
+        # Chrome applies form-action to redirects after a form submission too, so a launch form
+        # that redirects to an EHR's authorize endpoint needs that origin here.
+        directives.append(" ".join(("form-action", "'self'", *origins.authorize)))
+        directives.append("frame-ancestors " + (" ".join(origins.frame_ancestors) or "'none'"))
+    else:
+        directives.append("form-action 'self'")
+        directives.append("frame-ancestors 'none'")
+    return "; ".join(directives)
+
+
+def _view_names(request: HttpRequest) -> tuple[str, str, str] | None:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return None
+    return match.namespace, match.view_name, match.func.__module__.split(".")[0]
+
+
+def _is_frameable(namespace: str, view_name: str) -> bool:
+    for pattern in settings.SMART_FRAMEABLE_VIEWS:
+        if pattern.endswith(":*"):
+            if namespace == pattern[:-2]:
+                return True
+        elif view_name == pattern:
+            return True
+    return False
+
+
+class ContentSecurityPolicyMiddleware:
+    """Add the CSP; allow framing of launch/dashboard views by the enabled EHRs only.
+
+    Must sit above XFrameOptionsMiddleware: it removes X-Frame-Options from frameable pages
+    (frame-ancestors replaces it) and forces DENY everywhere else. A view that sets its own
+    Content-Security-Policy keeps it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        names = _view_names(request)
+        frameable = False
+        if names is not None:
+            namespace, view_name, package = names
+            if package in settings.SMART_CSP_EXEMPT_APPS or namespace in settings.SMART_CSP_EXEMPT_APPS:
+                return response
+            frameable = _is_frameable(namespace, view_name)
+        origins = ehr_origins() if frameable else None
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = build_policy(frameable, origins)
+        if frameable and origins is not None and origins.frame_ancestors:
+            del response["X-Frame-Options"]
+        else:
+            response["X-Frame-Options"] = "DENY"
+        return response
+
+
+# --- Partitioned cookies (CHIPS) -------------------------------------------------------------------
+class PartitionedMorsel(Morsel):
+    """A Morsel that renders the `Partitioned` attribute, which http.cookies before 3.14 lacks."""
+
+    def OutputString(self, attrs=None) -> str:  # the stdlib's method name
+        return super().OutputString(attrs) + "; Partitioned"
+
+
+def partition(morsel: Morsel) -> Morsel:
+    """The same cookie with the Partitioned attribute."""
+    if "partitioned" in Morsel._reserved:  # Python 3.14+ knows the attribute natively
+        morsel["partitioned"] = True
+        return morsel
+    if isinstance(morsel, PartitionedMorsel):
+        return morsel
+    partitioned = PartitionedMorsel()
+    partitioned.set(morsel.key, morsel.value, morsel.coded_value)
+    partitioned.update(morsel)
+    return partitioned
+
+
+class PartitionedCookieMiddleware:
+    """Mark the session and CSRF cookies `Partitioned` when SMART_PARTITIONED_COOKIES is on.
+
+    Must sit above SessionMiddleware and CsrfViewMiddleware, which set those cookies on the way
+    out. CHIPS requires Secure, so insecure cookies are left alone.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not settings.SMART_PARTITIONED_COOKIES:
+            return response
+        for name in (settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME):
+            morsel = response.cookies.get(name)
+            if morsel is not None and morsel["secure"]:
+                response.cookies[name] = partition(morsel)
+        return response

@@ -1,0 +1,44 @@
+"""Probes are cheap and reachable over plain HTTP behind a TLS proxy; other pages are not."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+
+@pytest.fixture
+def behind_proxy(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    return Client()  # a fresh client loads the middleware with these settings
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_it_answers_probes_over_plain_http(behind_proxy, path):
+    response = behind_proxy.get(path)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_it_redirects_other_pages_to_https_unless_the_proxy_says_https(behind_proxy):
+    redirected = behind_proxy.get("/admin/login/")
+    assert redirected.status_code == 301
+    assert redirected["Location"] == "https://testserver/admin/login/"
+    assert behind_proxy.get("/admin/login/", headers={"X-Forwarded-Proto": "https"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_answers_probes_without_touching_the_database_more_than_needed(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert client.get("/healthz").status_code == 200
+    with django_assert_num_queries(1):
+        assert client.get("/readyz").status_code == 200
+
+
+def test_it_never_caches_probes(client, db):
+    response = client.get("/healthz")
+    assert "no-cache" in response["Cache-Control"]
+    assert "Set-Cookie" not in response
+    assert not response.cookies
