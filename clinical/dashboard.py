@@ -26,6 +26,7 @@ PANELS = ("banner", "encounter", "vitals", "labs", "problems")
 LOINC = "http://loinc.org"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 THREAD_PREFIX = "fhir-query"
+DASH = "\u2013"  # en dash, for ranges and missing BP parts
 CHART_MAX_POINTS = 200
 
 # --- Small value types -----------------------------------------------------------------------
@@ -325,7 +326,7 @@ def observation_value(obs: Any) -> tuple[str, str, float | None, bool]:
         low = f"{format_decimal(rng.low.value)}" if rng.low and rng.low.value is not None else ""
         high = f"{format_decimal(rng.high.value)}" if rng.high and rng.high.value is not None else ""
         unit = quantity_unit(rng.low or rng.high) if (rng.low or rng.high) else ""
-        return f"{low}–{high}", unit, None, False
+        return f"{low}{DASH}{high}", unit, None, False
     ratio = getattr(obs, "valueRatio", None)
     if ratio is not None and ratio.numerator and ratio.denominator:
         return (
@@ -434,7 +435,7 @@ def reference_range_text(obs: Any) -> str:
         high = format_decimal(rr.high.value) if rr.high and rr.high.value is not None else ""
         unit = quantity_unit(rr.low or rr.high) if (rr.low or rr.high) else ""
         if low and high:
-            text = f"{low}–{high}"
+            text = f"{low}{DASH}{high}"
         elif low:
             text = f"≥ {low}"
         elif high:
@@ -504,8 +505,8 @@ def _bp_reading(obs: Any, encounter_id: str) -> tuple[Reading, Reading | None, R
             systolic = part
         elif DIASTOLIC in codes:
             diastolic = part
-    sys_text = systolic.value if systolic and not systolic.absent else "–"
-    dia_text = diastolic.value if diastolic and not diastolic.absent else "–"
+    sys_text = systolic.value if systolic and not systolic.absent else DASH
+    dia_text = diastolic.value if diastolic and not diastolic.absent else DASH
     unit = (systolic.unit if systolic else "") or (diastolic.unit if diastolic else "") or "mmHg"
     combined = Reading(
         when=observation_when(obs),
@@ -580,7 +581,7 @@ def build_labs(observations: tuple[Any, ...], encounter_id: str) -> tuple[Measur
         series = tuple(s for s in (_series(labels[key], history),) if s)
         measures.append(Measure(key, labels[key], history[0], tuple(history), series))
     # Most recent first, so today's results lead; flagged ones are marked, not reordered.
-    measures.sort(key=lambda m: (m.latest.when.sort_key.timestamp() if m.latest.when else 0), reverse=True)
+    measures.sort(key=lambda m: m.latest.when.sort_key.timestamp() if m.latest.when else 0, reverse=True)
     return tuple(measures)
 
 
@@ -633,7 +634,8 @@ def build_banner(patient: Any, patient_id: str, today: date) -> Banner:
     deceased = bool(patient.deceasedBoolean) or deceased_when is not None
     until = today
     if deceased_when is not None:
-        until = deceased_when.value if not isinstance(deceased_when.value, datetime) else deceased_when.value.date()
+        died = deceased_when.value
+        until = died.date() if isinstance(died, datetime) else died
     return Banner(
         PanelState("ok", shown=1),
         patient_id=patient_id,
@@ -739,7 +741,8 @@ def _state_from_result(result: fhir.SearchResult, shown: int) -> PanelState:
 def error_state(exc: Exception, what: str) -> PanelState:
     """A panel's failure, said plainly, with the EHR's own words when it gave any."""
     if isinstance(exc, fhir.Forbidden):
-        return PanelState("unauthorized", f"Not authorized: the EHR refused access to {what}.", exc.diagnostics)
+        message = f"Not authorized: the EHR refused access to {what}."
+        return PanelState("unauthorized", message, exc.diagnostics)
     if isinstance(exc, fhir.Unauthorized):
         return PanelState(
             "unauthorized",

@@ -37,7 +37,7 @@ OUTCOME_TIMEOUT = "timeout"
 # FHIR ids are [A-Za-z0-9-.]{1,64}; Epic's run longer, so allow more length but never other
 # characters (an id is put into a URL path).
 # Reference: https://hl7.org/fhir/R4/datatypes.html#id
-_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
 _RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _DIAGNOSTICS_MAX = 300
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -321,7 +321,7 @@ class FhirClient:
     def read(self, resource_type: str, resource_id: str) -> Any:
         """GET [base]/[type]/[id] → the parsed R4B resource."""
         _check_type(resource_type)
-        if not isinstance(resource_id, str) or not _ID_RE.match(resource_id):
+        if not isinstance(resource_id, str) or not ID_PATTERN.match(resource_id):
             self._record(resource_type, "read", OUTCOME_ERROR, None, None)
             raise BadRequest("invalid resource id")
         url = f"{self.base_url}/{resource_type}/{quote(resource_id, safe='')}"
@@ -380,7 +380,7 @@ class FhirClient:
                     break
                 if not self._is_own_url(next_url):
                     truncated = True
-                    reason = "the server's next-page link pointed outside the FHIR server and was not followed"
+                    reason = "the next-page link pointed outside the FHIR server and was not followed"
                     break
                 if next_url in seen:
                     truncated, reason = True, "the server's paging links loop; paging stopped"
