@@ -97,9 +97,7 @@ def test_it_orders_problems_active_first_and_drops_entered_in_error():
 
 @responses.activate
 def test_it_isolates_failing_queries_per_panel():
-    register_all(
-        responses, vitals=500, labs=requests.exceptions.ReadTimeout(), conditions=403, encounter=429
-    )
+    register_all(responses, vitals=500, labs=requests.exceptions.ReadTimeout(), conditions=403, encounter=429)
     d = build()
     assert d.banner.state.ok
     assert d.vitals.state.status == "error" and d.vitals.state.retryable
@@ -134,7 +132,8 @@ def test_it_sends_granular_scope_restrictions_and_sorts_by_date():
     register_all(responses)
     system_code = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
     responses.get(f"{BASE}/Observation", json=load("vitals"), match=category(system_code))
-    scopes = f"patient/Patient.rs patient/Condition.rs patient/Encounter.rs patient/Observation.rs?category={system_code}"
+    scopes = "patient/Patient.rs patient/Condition.rs patient/Encounter.rs "
+    scopes += f"patient/Observation.rs?category={system_code}"
     d = build(scopes)
     assert d.vitals.state.ok
     assert d.labs.state.status == "unauthorized"
@@ -171,8 +170,16 @@ def test_it_renders_an_empty_patient():
 
 @responses.activate
 def test_it_handles_partial_dates_and_no_given_name():
-    register_all(responses, patient={"resourceType": "Patient", "id": "pat-1", "name": [{"family": "Solo"}],
-                                     "birthDate": "1990-07", "deceasedDateTime": "2023"})
+    register_all(
+        responses,
+        patient={
+            "resourceType": "Patient",
+            "id": "pat-1",
+            "name": [{"family": "Solo"}],
+            "birthDate": "1990-07",
+            "deceasedDateTime": "2023",
+        },
+    )
     banner = build().banner
     assert banner.name == "Solo"
     assert banner.birth_date.precision == "month"

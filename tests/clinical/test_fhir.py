@@ -64,7 +64,9 @@ def test_it_rejects_structurally_invalid_resources_even_with_extras_removed():
 @responses.activate
 def test_it_pages_until_the_entry_cap_and_reports_the_total():
     c = client(page_size=3, max_pages=10, max_entries=5)
-    responses.get(f"{BASE}/Observation", json=page([obs(i) for i in range(3)], total=40, next_url=f"{BASE}/p2"))
+    responses.get(
+        f"{BASE}/Observation", json=page([obs(i) for i in range(3)], total=40, next_url=f"{BASE}/p2")
+    )
     responses.get(f"{BASE}/p2", json=page([obs(i) for i in range(3, 6)], total=40, next_url=f"{BASE}/p3"))
     result = c.search("Observation", {"patient": "pat-1"})
     assert result.count == 5
@@ -133,15 +135,27 @@ def test_it_detects_a_paging_loop():
 
 @responses.activate
 def test_it_skips_and_counts_unreadable_entries():
-    bad_value = {"resource": {"resourceType": "Observation", "status": "final", "valueQuantity": {"value": "x"}}}
+    bad_value = {
+        "resource": {"resourceType": "Observation", "status": "final", "valueQuantity": {"value": "x"}}
+    }
     no_resource = {"fullUrl": "urn:x"}
     outcome = {
-        "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "informational",
-                     "diagnostics": "Some results hidden by policy"}]},
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "warning",
+                    "code": "informational",
+                    "diagnostics": "Some results hidden by policy",
+                }
+            ],
+        },
         "search": {"mode": "outcome"},
     }
     included = {"resource": {"resourceType": "Patient", "id": "pat-1"}, "search": {"mode": "include"}}
-    responses.get(f"{BASE}/Observation", json=page([obs(1), bad_value, no_resource, outcome, included, obs(2)]))
+    responses.get(
+        f"{BASE}/Observation", json=page([obs(1), bad_value, no_resource, outcome, included, obs(2)])
+    )
     result = client().search("Observation", {"patient": "pat-1"})
     assert result.count == 2
     assert result.skipped == 2
@@ -194,11 +208,20 @@ def test_it_maps_timeouts_and_non_json():
 
 @responses.activate
 def test_it_refreshes_once_on_401_and_retries_with_the_new_token():
-    responses.get(f"{BASE}/Patient/pat-1", status=401, match=[matchers.header_matcher({"Authorization": f"Bearer {TOKEN}"})])
-    responses.get(f"{BASE}/Patient/pat-1", json=load("patient"),
-                  match=[matchers.header_matcher({"Authorization": "Bearer fresh"})])
+    responses.get(
+        f"{BASE}/Patient/pat-1",
+        status=401,
+        match=[matchers.header_matcher({"Authorization": f"Bearer {TOKEN}"})],
+    )
+    responses.get(
+        f"{BASE}/Patient/pat-1",
+        json=load("patient"),
+        match=[matchers.header_matcher({"Authorization": "Bearer fresh"})],
+    )
     calls = []
-    c = fhir.FhirClient(BASE, TOKEN, on_unauthorized=lambda: calls.append(1) or "fresh", session=requests.Session())
+    c = fhir.FhirClient(
+        BASE, TOKEN, on_unauthorized=lambda: calls.append(1) or "fresh", session=requests.Session()
+    )
     assert c.read("Patient", "pat-1").id == "pat-1"
     assert calls == [1]
 
@@ -207,7 +230,9 @@ def test_it_refreshes_once_on_401_and_retries_with_the_new_token():
 def test_it_gives_up_after_one_refresh():
     responses.get(f"{BASE}/Patient/pat-1", status=401)
     calls = []
-    c = fhir.FhirClient(BASE, TOKEN, on_unauthorized=lambda: calls.append(1) or "fresh", session=requests.Session())
+    c = fhir.FhirClient(
+        BASE, TOKEN, on_unauthorized=lambda: calls.append(1) or "fresh", session=requests.Session()
+    )
     with pytest.raises(fhir.Unauthorized):
         c.read("Patient", "pat-1")
     with pytest.raises(fhir.Unauthorized):
@@ -277,7 +302,10 @@ def test_it_pools_one_session_per_origin_and_refuses_cookies():
     assert fhir.session_for("https://pool.example.org:8443/fhir") is not a
     assert a.adapters["https://"]._pool_maxsize >= 8
     # A shared pool must not carry one user's EHR cookies into another user's requests.
-    responses.get("https://pool.example.org/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"},
-                  headers={"Set-Cookie": "JSESSIONID=abc; Path=/; Secure"})
+    responses.get(
+        "https://pool.example.org/fhir/Patient/p",
+        json={"resourceType": "Patient", "id": "p"},
+        headers={"Set-Cookie": "JSESSIONID=abc; Path=/; Secure"},
+    )
     fhir.FhirClient("https://pool.example.org/fhir", TOKEN).read("Patient", "p")
     assert len(a.cookies) == 0
