@@ -9,7 +9,6 @@ Reference: https://hl7.org/fhir/R4/http.html (RESTful API), https://hl7.org/fhir
 
 from __future__ import annotations
 
-import copy
 import http.cookiejar
 import importlib
 import re
@@ -171,8 +170,9 @@ def parse_resource(data: Any, resource_type: str) -> Any:
     fhir_core models are `extra="forbid"`, and neither a subclass (top level only) nor pydantic's
     per-call `extra=` override (not honoured by these models) nor the global model-config switch
     (must run before any import of the models, process-wide) reliably reaches nested elements.
-    So: validate; if the only complaints are unknown keys, delete exactly those keys from a copy
-    and validate again. Clean data pays nothing; each odd entry pays one copy.
+    So: validate; if the only complaints are unknown keys, delete exactly those keys and validate
+    again. Clean data pays nothing extra; an entry with vendor fields pays a second validation.
+    `data` is freshly decoded JSON owned by the caller: the unknown keys are removed in place.
     Raises ValueError when the entry is not a readable `resource_type`.
     """
     if not isinstance(data, dict) or data.get("resourceType") != resource_type:
@@ -182,17 +182,14 @@ def parse_resource(data: Any, resource_type: str) -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-    work = None
     for _round in range(3):
         extras = [e["loc"] for e in errors if e.get("type") == "extra_forbidden"]
         if not extras or len(extras) != len(errors):
             break
-        if work is None:
-            work = copy.deepcopy(data)
-        if not all(_delete_path(work, tuple(loc)) for loc in extras):
+        if not all(_delete_path(data, tuple(loc)) for loc in extras):
             break
         try:
-            return cls.model_validate(work)
+            return cls.model_validate(data)
         except ValidationError as exc:
             errors = exc.errors()
     raise ValueError(f"{resource_type} failed validation ({len(errors)} problems)")
