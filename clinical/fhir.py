@@ -1,0 +1,526 @@
+"""The one FHIR client: pooled sessions, bearer token, bounded paging, tolerant R4B parsing.
+
+It knows nothing about Django sessions or launches: it gets a base URL, a token and an
+`on_unauthorized` callback that returns a fresh token (or None). Every request it makes is to
+the FHIR base it was built for; the token never goes anywhere else.
+
+Reference: https://hl7.org/fhir/R4/http.html (RESTful API), https://hl7.org/fhir/R4/search.html#paging
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import importlib
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+from django.conf import settings
+from pydantic import ValidationError
+from requests.adapters import HTTPAdapter
+
+FHIR_JSON = "application/fhir+json"
+
+# Audit outcomes: the values of smartapp.models.AuditEvent.Outcome (kept as strings so this
+# module stays free of the ORM).
+OUTCOME_OK = "ok"
+OUTCOME_DENIED = "denied"
+OUTCOME_NOT_FOUND = "not_found"
+OUTCOME_ERROR = "error"
+OUTCOME_TIMEOUT = "timeout"
+
+# FHIR ids are [A-Za-z0-9-.]{1,64}; Epic's run longer, so allow more length but never other
+# characters (an id is put into a URL path).
+# Reference: https://hl7.org/fhir/R4/datatypes.html#id
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
+_RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_DIAGNOSTICS_MAX = 300
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+# --- Errors ---------------------------------------------------------------------------------
+
+
+class FhirError(Exception):
+    """A FHIR request failed; `diagnostics` is the server's OperationOutcome text (sanitised)."""
+
+    outcome = OUTCOME_ERROR
+    retryable = False
+
+    def __init__(self, message: str, *, status_code: int | None = None, diagnostics: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.diagnostics = diagnostics
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.diagnostics}" if self.diagnostics else self.message
+
+
+class Unauthorized(FhirError):
+    outcome = OUTCOME_DENIED
+
+
+class Forbidden(FhirError):
+    outcome = OUTCOME_DENIED
+
+
+class NotFound(FhirError):
+    outcome = OUTCOME_NOT_FOUND
+
+
+class Gone(NotFound):
+    pass
+
+
+class BadRequest(FhirError):
+    """4xx other than the above: the server refused the query itself."""
+
+
+class RateLimited(FhirError):
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(FhirError):
+    retryable = True
+
+
+class Unreachable(ServerError):
+    """No HTTP response at all (DNS, connection refused, TLS)."""
+
+
+class Timeout(FhirError):
+    outcome = OUTCOME_TIMEOUT
+    retryable = True
+
+
+class InvalidResponse(FhirError):
+    """The server answered, but not with the FHIR JSON we asked for."""
+
+    retryable = True
+
+
+def sanitize_text(text: Any, limit: int = _DIAGNOSTICS_MAX) -> str:
+    """Server text made safe to show and log: a string, no control characters, length-capped."""
+    if not isinstance(text, str):
+        return ""
+    text = _CONTROL_RE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def outcome_diagnostics(body: Any) -> str:
+    """The human-readable text of an OperationOutcome (diagnostics or details.text of its issues)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    parts: list[str] = []
+    issues = body.get("issue")
+    for issue in issues if isinstance(issues, list) else []:
+        if not isinstance(issue, dict):
+            continue
+        details = issue.get("details")
+        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None)
+        if isinstance(text, str) and text.strip():
+            parts.append(text)
+    return sanitize_text("; ".join(parts))
+
+
+# --- Tolerant parsing -----------------------------------------------------------------------
+
+_MODEL_MODULES = {
+    "Patient": "patient",
+    "Encounter": "encounter",
+    "Observation": "observation",
+    "Condition": "condition",
+    "Practitioner": "practitioner",
+    "Location": "location",
+    "OperationOutcome": "operationoutcome",
+}
+
+
+def model_class(resource_type: str) -> type:
+    """The fhir.resources R4B model for a resource type (R4 data; the default R5 models reject it)."""
+    module = importlib.import_module(f"fhir.resources.R4B.{_MODEL_MODULES[resource_type]}")
+    return getattr(module, resource_type)
+
+
+def _delete_path(data: Any, loc: tuple[Any, ...]) -> bool:
+    node = data
+    for key in loc[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) and loc and loc[-1] in node:
+        del node[loc[-1]]
+        return True
+    return False
+
+
+def parse_resource(data: Any, resource_type: str) -> Any:
+    """Validate `data` with the R4B model, ignoring vendor-specific extra fields anywhere in it.
+
+    fhir_core models are `extra="forbid"`, and neither a subclass (top level only) nor pydantic's
+    per-call `extra=` override (not honoured by these models) nor the global model-config switch
+    (must run before any import of the models, process-wide) reliably reaches nested elements.
+    So: validate; if the only complaints are unknown keys, delete exactly those keys and validate
+    again. Clean data pays nothing extra; an entry with vendor fields pays a second validation.
+    `data` is freshly decoded JSON owned by the caller: the unknown keys are removed in place.
+    Raises ValueError when the entry is not a readable `resource_type`.
+    """
+    if not isinstance(data, dict) or data.get("resourceType") != resource_type:
+        raise ValueError("not a " + resource_type)
+    cls = model_class(resource_type)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+    for _round in range(3):
+        extras = [e["loc"] for e in errors if e.get("type") == "extra_forbidden"]
+        if not extras or len(extras) != len(errors):
+            break
+        if not all(_delete_path(data, tuple(loc)) for loc in extras):
+            break
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+    raise ValueError(f"{resource_type} failed validation ({len(errors)} problems)")
+
+
+# --- Pooled HTTP sessions -------------------------------------------------------------------
+
+_sessions: dict[str, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{_port(parts)}"
+
+
+def _port(parts: Any) -> int:
+    try:
+        port = parts.port
+    except ValueError:
+        return -1
+    if port is not None:
+        return port
+    return 443 if parts.scheme.lower() == "https" else 80
+
+
+def session_for(base_url: str) -> requests.Session:
+    """One keep-alive pool per EHR origin, shared by all requests and threads.
+
+    The session holds no per-user state: the token goes in per-request headers, and cookies
+    are refused (a shared cookie jar would carry one user's EHR cookies into another's request).
+    """
+    key = _origin(base_url)
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = requests.Session()
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            pool = max(int(getattr(settings, "FHIR_MAX_WORKERS", 8)) * 2, 10)
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            _sessions[key] = session
+        return session
+
+
+# --- Results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Access:
+    """One query as the audit trail sees it (no clinical values)."""
+
+    resource_type: str
+    interaction: str
+    outcome: str
+    count: int | None = None
+    status_code: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Parsed matches of one search across its pages, and how complete they are."""
+
+    resources: tuple[Any, ...]
+    total: int | None = None  # Bundle.total from the first page, when the server sent it
+    skipped: int = 0  # entries that could not be read
+    truncated: bool = False
+    truncated_reason: str = ""
+    pages: int = 0
+    warnings: tuple[str, ...] = ()  # OperationOutcome entries (search.mode = outcome)
+
+    @property
+    def count(self) -> int:
+        return len(self.resources)
+
+
+@dataclass
+class _Paging:
+    resources: list[Any] = field(default_factory=list)
+    skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- Client ---------------------------------------------------------------------------------
+
+
+class FhirClient:
+    """Reads and searches one FHIR server with one launch's token. Safe to share across threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        on_unauthorized: Callable[[], str | None] | None = None,
+        session: requests.Session | None = None,
+        *,
+        timeout: tuple[float, float] | None = None,
+        page_size: int | None = None,
+        max_pages: int | None = None,
+        max_entries: int | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._base = urlsplit(self.base_url)
+        if self._base.scheme not in ("http", "https") or not self._base.hostname:
+            raise ValueError("FHIR base URL must be an absolute http(s) URL")
+        self._token = access_token
+        self._on_unauthorized = on_unauthorized
+        self._refresh_lock = threading.Lock()
+        self._refresh_used = False
+        self.session = session or session_for(self.base_url)
+        self.timeout = timeout or (settings.SMART_HTTP_CONNECT_TIMEOUT, settings.SMART_HTTP_READ_TIMEOUT)
+        self.page_size = page_size or settings.FHIR_PAGE_SIZE
+        self.max_pages = max_pages or settings.FHIR_PAGE_LIMIT
+        self.max_entries = max_entries or settings.FHIR_MAX_ENTRIES
+        self._accesses: list[Access] = []
+        self._accesses_lock = threading.Lock()
+
+    # -- public API --
+
+    @property
+    def accesses(self) -> list[Access]:
+        with self._accesses_lock:
+            return list(self._accesses)
+
+    def read(self, resource_type: str, resource_id: str) -> Any:
+        """GET [base]/[type]/[id] → the parsed R4B resource."""
+        _check_type(resource_type)
+        if not isinstance(resource_id, str) or not ID_PATTERN.match(resource_id):
+            self._record(resource_type, "read", OUTCOME_ERROR, None, None)
+            raise BadRequest("invalid resource id")
+        url = f"{self.base_url}/{resource_type}/{quote(resource_id, safe='')}"
+        try:
+            body, status = self._get(url)
+        except FhirError as exc:
+            self._record(resource_type, "read", exc.outcome, None, exc.status_code)
+            raise
+        try:
+            resource = parse_resource(body, resource_type)
+        except ValueError as exc:
+            self._record(resource_type, "read", OUTCOME_ERROR, None, status)
+            raise InvalidResponse(f"the {resource_type} could not be read", status_code=status) from exc
+        self._record(resource_type, "read", OUTCOME_OK, 1, status)
+        return resource
+
+    def search(
+        self,
+        resource_type: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        max_pages: int | None = None,
+        max_entries: int | None = None,
+    ) -> SearchResult:
+        """GET [base]/[type]?params, following `next` links within the page and entry caps.
+
+        Reference: https://hl7.org/fhir/R4/http.html#paging
+        """
+        _check_type(resource_type)
+        max_pages = max_pages or self.max_pages
+        max_entries = max_entries or self.max_entries
+        query = {"_count": str(min(self.page_size, max_entries)), **dict(params or {})}
+        first = requests.Request("GET", f"{self.base_url}/{resource_type}", params=query).prepare().url
+        url: str | None = first
+        seen: set[str] = set()
+        acc = _Paging()
+        total: int | None = None
+        pages = 0
+        truncated, reason = False, ""
+        status: int | None = None
+        try:
+            while url is not None:
+                seen.add(url)
+                body, status = self._get(url)
+                pages += 1
+                if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+                    raise InvalidResponse("the search result is not a Bundle", status_code=status)
+                if pages == 1 and isinstance(body.get("total"), int) and body["total"] >= 0:
+                    total = body["total"]
+                self._collect(body, resource_type, acc)
+                next_url = _next_link(body, url)
+                if next_url is None:
+                    break
+                if len(acc.resources) + acc.skipped >= max_entries or pages >= max_pages:
+                    truncated, reason = True, "capped"
+                    break
+                if not self._is_own_url(next_url):
+                    truncated = True
+                    reason = "the next-page link pointed outside the FHIR server and was not followed"
+                    break
+                if next_url in seen:
+                    truncated, reason = True, "the server's paging links loop; paging stopped"
+                    break
+                url = next_url
+        except FhirError as exc:
+            self._record(resource_type, "search", exc.outcome, None, exc.status_code)
+            raise
+        resources = acc.resources[:max_entries]
+        if len(acc.resources) > max_entries:
+            truncated, reason = True, reason or "capped"
+        self._record(resource_type, "search", OUTCOME_OK, len(resources), status)
+        return SearchResult(
+            resources=tuple(resources),
+            total=total,
+            skipped=acc.skipped,
+            truncated=truncated,
+            truncated_reason=reason,
+            pages=pages,
+            warnings=tuple(acc.warnings),
+        )
+
+    # -- internals --
+
+    def _record(self, rtype: str, interaction: str, outcome: str, count: int | None, status: int | None):
+        with self._accesses_lock:
+            self._accesses.append(Access(rtype, interaction, outcome, count, status))
+
+    def _is_own_url(self, url: str) -> bool:
+        """True only for URLs under this client's FHIR base (same scheme, host, port, path prefix)."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != self._base.scheme.lower() or parts.username or parts.password:
+            return False
+        if (parts.hostname or "").lower() != (self._base.hostname or "").lower():
+            return False
+        if _port(parts) != _port(self._base):
+            return False
+        base_path = self._base.path.rstrip("/")
+        return parts.path == base_path or parts.path.startswith(base_path + "/")
+
+    def _collect(self, bundle: dict, resource_type: str, acc: _Paging) -> None:
+        entries = bundle.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            search = entry.get("search") if isinstance(entry, dict) else None
+            mode = search.get("mode") if isinstance(search, dict) else None
+            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+            if rtype == "OperationOutcome" or mode == "outcome":
+                text = outcome_diagnostics(resource)
+                if text:
+                    acc.warnings.append(text)
+                continue
+            if mode == "include" or (rtype is not None and rtype != resource_type):
+                continue  # _include'd or unrelated resources are not matches
+            try:
+                acc.resources.append(parse_resource(resource, resource_type))
+            except ValueError:
+                acc.skipped += 1
+
+    def _get(self, url: str) -> tuple[Any, int]:
+        """One GET with the current token; on 401, refresh once (shared across threads) and retry."""
+        # Defence in depth: every caller builds URLs under the base, but check at the single
+        # place a token is attached.
+        if not self._is_own_url(url):
+            raise InvalidResponse("refused to send the access token outside the FHIR server")
+        token = self._token
+        try:
+            return self._send(url, token)
+        except Unauthorized:
+            new_token = self._refreshed_token(token)
+            if new_token is None:
+                raise
+            return self._send(url, new_token)
+
+    def _refreshed_token(self, failed_token: str) -> str | None:
+        with self._refresh_lock:
+            if self._token != failed_token:
+                return self._token  # another thread already refreshed
+            if self._on_unauthorized is None or self._refresh_used:
+                return None
+            self._refresh_used = True  # one refresh per client: never loop on a rejected token
+            try:
+                new_token = self._on_unauthorized()
+            except Exception:  # the callback's failure is an auth failure here
+                new_token = None
+            if new_token:
+                self._token = new_token
+            return new_token or None
+
+    def _send(self, url: str, token: str) -> tuple[Any, int]:
+        headers = {"Accept": FHIR_JSON, "Authorization": f"Bearer {token}"}
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            raise Timeout("the EHR did not answer in time") from exc
+        except requests.RequestException as exc:
+            raise Unreachable("the EHR could not be reached") from exc
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if 200 <= status < 300:
+            if not isinstance(body, dict):
+                raise InvalidResponse("the EHR's answer was not FHIR JSON", status_code=status)
+            return body, status
+        diagnostics = outcome_diagnostics(body)
+        kwargs = {"status_code": status, "diagnostics": diagnostics}
+        if status == 401:
+            raise Unauthorized("the EHR did not accept the access token", **kwargs)
+        if status == 403:
+            raise Forbidden("not authorized", **kwargs)
+        if status == 404:
+            raise NotFound("not found", **kwargs)
+        if status == 410:
+            raise Gone("deleted", **kwargs)
+        if status == 429:
+            raise RateLimited(
+                "the EHR is rate limiting requests",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+                **kwargs,
+            )
+        if status >= 500:
+            raise ServerError(f"the EHR reported an error ({status})", **kwargs)
+        if 300 <= status < 400:
+            raise InvalidResponse(f"unexpected redirect ({status})", **kwargs)
+        raise BadRequest(f"the EHR refused the query ({status})", **kwargs)
+
+
+def _check_type(resource_type: str) -> None:
+    if not _RESOURCE_TYPE_RE.match(resource_type or ""):
+        raise ValueError("invalid resource type")
+
+
+def _next_link(bundle: dict, current_url: str) -> str | None:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return urljoin(current_url, link["url"].strip())
+    return None
+
+
+def _retry_after(value: str | None) -> int | None:
+    if value and value.strip().isdigit():
+        return min(int(value.strip()), 3600)
+    return None

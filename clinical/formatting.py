@@ -1,0 +1,37 @@
+"""Unambiguous display of FHIR dates ("12 Mar 2024 14:05"), keeping the precision the EHR sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from clinical.dashboard import When
+
+
+def format_when(when: When | None, empty: str = "Date not recorded") -> str:
+    """Day-month-name-year avoids the 03/12 vs 12/03 ambiguity; times are in the app's time zone."""
+    if when is None:
+        return empty
+    value = when.value
+    if when.precision == "year":
+        return f"{value.year}"
+    if when.precision == "month":
+        return value.strftime("%b %Y")
+    if when.precision == "day" or not isinstance(value, datetime):
+        return f"{value.day} {value.strftime('%b %Y')}"
+    local = timezone.localtime(value)
+    return f"{local.day} {local.strftime('%b %Y %H:%M')}"
+
+
+def iso(when: When | None) -> str:
+    """Machine-readable value for a <time datetime> attribute."""
+    if when is None:
+        return ""
+    if when.precision == "year":
+        return f"{when.value.year:04d}"
+    if when.precision == "month":
+        return f"{when.value.year:04d}-{when.value.month:02d}"
+    if when.precision == "day":
+        return when.value.isoformat()[:10]
+    return when.sort_key.isoformat()

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+import requests
+import responses
+
+from clinical import fhir
+from clinical.dashboard import build_dashboard
+from tests.clinical.conftest import ALL_SCOPES, BASE, TOKEN, load
+from tests.clinical.helpers import EMPTY, category, register_all
+
+TODAY = date(2024, 3, 12)
+
+
+def build(scopes=ALL_SCOPES, **kwargs):
+    client = fhir.FhirClient(BASE, TOKEN, session=requests.Session())
+    granted = None if scopes is None else set(scopes.split())
+    return build_dashboard(client, "pat-1", "enc-1", granted, today=TODAY, **kwargs)
+
+
+@responses.activate
+def test_it_builds_the_banner():
+    register_all(responses)
+    banner = build().banner
+    assert banner.state.ok
+    assert banner.name == "Jones, Ann Marie"  # the official name, not the old one
+    assert banner.gender == "Female"
+    assert banner.birth_date.value == date(1970, 6, 15)
+    assert banner.age == "53 y"
+    assert banner.mrn == "E12345"
+    assert not banner.deceased
+
+
+@responses.activate
+def test_it_builds_the_encounter():
+    register_all(responses)
+    enc = build().encounter
+    assert enc.encounter_class == "ambulatory"
+    assert enc.types == ("Office visit",)
+    assert enc.status == "in-progress"
+    assert enc.locations == ("Clinic 4B",)
+    assert enc.participants == (("Attending", "Dr. Kim Lee"),)
+    assert enc.end is None
+
+
+@responses.activate
+def test_it_builds_vitals_with_bp_components_and_encounter_flags():
+    register_all(responses)
+    vitals = build().vitals
+    by_key = {m.key: m for m in vitals.measures}
+    assert list(by_key) == ["bp", "hr", "temp", "weight"]  # entered-in-error SpO2 left out
+    bp = by_key["bp"]
+    assert bp.latest.value == "142/91" and bp.latest.unit == "mmHg" and bp.latest.in_encounter
+    assert [s.label for s in bp.series] == ["Systolic", "Diastolic"]
+    assert [p[1] for p in bp.series[0].points] == [128.0, 142.0]  # oldest first
+    hr = by_key["hr"]
+    assert hr.latest.value == "88" and hr.latest.in_encounter  # absolute encounter reference
+    assert not hr.history[1].in_encounter
+    assert hr.history[1].unit == "/min"  # unit from the UCUM code when `unit` is missing
+    assert by_key["temp"].latest.unit == "°C"
+    assert by_key["weight"].latest.absent
+    assert by_key["weight"].latest.value == "No value (Asked But Declined)"
+    assert vitals.state.total == 7 and not vitals.state.truncated
+
+
+@responses.activate
+def test_it_builds_labs_with_flags_ranges_and_odd_values():
+    register_all(responses)
+    labs = {m.label: m for m in build().labs.measures}
+    potassium = labs["Potassium"]
+    assert potassium.latest.flag.level == "critical" and potassium.latest.flag.code == "HH"
+    assert potassium.latest.reference_range == "3.5\u20135.1 mmol/L"
+    assert len(potassium.history) == 2 and potassium.series[0].unit == "mmol/L"
+    assert labs["Glucose"].latest.flag.level == "high"
+    hgb = labs["Hemoglobin"].latest
+    assert hgb.flag.level == "low" and hgb.flag.derived  # from the range; no interpretation sent
+    assert hgb.status_note == "preliminary"
+    assert labs["Urine culture"].latest.value == "No growth"  # text-only code, coded value
+    assert labs["Service comment"].latest.value == "Specimen slightly hemolyzed"
+    assert labs["Service comment"].latest.when is None
+    assert labs["Hemoglobin A1c"].latest.value == "No value (Specimen rejected)"
+
+
+@responses.activate
+def test_it_orders_problems_active_first_and_drops_entered_in_error():
+    register_all(responses)
+    problems = build().problems
+    assert [p.name for p in problems.active] == ["Type 2 diabetes", "Hypertension", "25064002"]
+    assert problems.active[2].clinical_status == "not recorded" and problems.active[2].onset == "childhood"
+    assert problems.active[0].verification == "provisional"
+    assert [p.name for p in problems.inactive] == ["Acute viral pharyngitis"]
+    assert problems.inactive[0].abatement_when.value == date(2019, 2, 20)
+    assert problems.entered_in_error == 1
+
+
+@responses.activate
+def test_it_isolates_failing_queries_per_panel():
+    register_all(responses, vitals=500, labs=requests.exceptions.ReadTimeout(), conditions=403, encounter=429)
+    d = build()
+    assert d.banner.state.ok
+    assert d.vitals.state.status == "error" and d.vitals.state.retryable
+    assert d.labs.state.status == "error" and "in time" in d.labs.state.message
+    assert d.problems.state.status == "unauthorized"
+    assert d.problems.state.detail == "Access to Condition is restricted for this user"
+    assert d.encounter.state.status == "error" and d.encounter.state.retryable
+    outcomes = sorted((a.resource_type, a.outcome) for a in d.accesses)
+    assert outcomes == [
+        ("Condition", "denied"),
+        ("Encounter", "error"),
+        ("Observation", "error"),
+        ("Observation", "timeout"),
+        ("Patient", "ok"),
+    ]
+
+
+@responses.activate
+def test_it_does_not_query_what_was_not_granted():
+    register_all(responses)
+    d = build("launch openid patient/Patient.read patient/Observation.rs")
+    assert d.problems.state.status == "unauthorized"
+    assert d.problems.state.message == "Not authorized: patient/Condition.rs not granted."
+    assert d.encounter.state.status == "unauthorized"
+    requested = {c.request.url.split("?")[0] for c in responses.calls}
+    assert f"{BASE}/Condition" not in requested and f"{BASE}/Encounter/enc-1" not in requested
+    assert d.banner.state.ok and d.vitals.state.ok
+
+
+@responses.activate
+def test_it_sends_granular_scope_restrictions_and_sorts_by_date():
+    register_all(responses)
+    system_code = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+    responses.get(f"{BASE}/Observation", json=load("vitals"), match=category(system_code))
+    scopes = "patient/Patient.rs patient/Condition.rs patient/Encounter.rs "
+    scopes += f"patient/Observation.rs?category={system_code}"
+    d = build(scopes)
+    assert d.vitals.state.ok
+    assert d.labs.state.status == "unauthorized"
+    vitals_call = next(c for c in responses.calls if "Observation" in c.request.url)
+    assert "_sort=-date" in vitals_call.request.url
+    assert "observation-category%7Cvital-signs" in vitals_call.request.url
+
+
+@responses.activate
+def test_it_refuses_to_show_a_different_patient():
+    other = load("patient")
+    other["id"] = "pat-2"
+    register_all(responses, patient=other)
+    banner = build().banner
+    assert banner.state.status == "error" and banner.name == ""
+
+
+@responses.activate
+def test_it_renders_an_empty_patient():
+    register_all(
+        responses,
+        patient={"resourceType": "Patient", "id": "pat-1"},
+        encounter={"resourceType": "Encounter", "id": "enc-1", "status": "planned", "class": {"code": "AMB"}},
+        vitals=EMPTY,
+        labs=EMPTY,
+        conditions={"resourceType": "Bundle", "type": "searchset"},
+    )
+    d = build()
+    assert d.banner.name == "Name not recorded" and d.banner.birth_date is None and d.banner.mrn == ""
+    assert d.vitals.measures == () and d.labs.measures == ()
+    assert d.problems.active == () and d.problems.state.ok
+    assert d.encounter.encounter_class == "AMB"
+
+
+@responses.activate
+def test_it_handles_partial_dates_and_no_given_name():
+    register_all(
+        responses,
+        patient={
+            "resourceType": "Patient",
+            "id": "pat-1",
+            "name": [{"family": "Solo"}],
+            "birthDate": "1990-07",
+            "deceasedDateTime": "2023",
+        },
+    )
+    banner = build().banner
+    assert banner.name == "Solo"
+    assert banner.birth_date.precision == "month"
+    assert banner.deceased and banner.deceased_when.precision == "year"
+
+
+@responses.activate
+def test_it_skips_the_banner_query_when_not_requested():
+    register_all(responses)
+    d = build(panels=("vitals",))
+    assert d.banner.state.status == "absent"
+    assert [c.request.url.split("?")[0] for c in responses.calls] == [f"{BASE}/Observation"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "allowed"),
+    [
+        ("patient/Condition.read", True),
+        ("user/Condition.rs", True),
+        ("patient/*.rs", True),
+        ("patient/*.read", True),
+        ("patient/Condition.r", False),  # read without search
+        ("patient/Condition.c", False),
+        ("system/Condition.rs", False),
+        ("patient/Observation.rs", False),
+    ],
+)
+def test_it_checks_scopes(scope, allowed):
+    from clinical import scopes
+
+    assert scopes.check({scope}, "Condition", "search").allowed is allowed
