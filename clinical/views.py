@@ -6,7 +6,6 @@ owns the launch and put it in `request.smart`.
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 import threading
@@ -67,13 +66,11 @@ def _granted(launch: Launch) -> set[str] | None:
 def _audit(request: SmartHttpRequest, launch: Launch, accesses, patient_id: str) -> None:
     if not accesses:
         return
-    if patient_id != launch.patient_id:
-        launch = copy.copy(launch)  # audit the searched patient, not the (empty) launch context
-        launch.patient_id = patient_id
     record_fhir_accesses(
         launch,
         [FhirAccess(**asdict(a)) for a in accesses],
         request_id=str(getattr(request, "request_id", ""))[:64],
+        patient_id=patient_id,
     )
 
 

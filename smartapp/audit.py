@@ -18,14 +18,20 @@ class FhirAccess:
     status_code: int | None = None
 
 
-def record_fhir_accesses(launch: Launch, accesses: list[FhirAccess], request_id: str = "") -> None:
-    """Write one audit row per access, in a single insert."""
+def record_fhir_accesses(
+    launch: Launch, accesses: list[FhirAccess], request_id: str = "", patient_id: str | None = None
+) -> None:
+    """Write one audit row per access, in a single insert.
+
+    `patient_id` names the patient actually queried when it is not the launch's own (a patient
+    found by search in a user-level launch).
+    """
     AuditEvent.objects.bulk_create(
         AuditEvent(
             user_id=launch.user_id,
             fhir_user=launch.fhir_user,
             ehr_id=launch.ehr_id,
-            patient_id=launch.patient_id,
+            patient_id=launch.patient_id if patient_id is None else patient_id,
             resource_type=access.resource_type,
             interaction=access.interaction,
             count=access.count,
