@@ -143,7 +143,11 @@ if env.bool("SECURE_PROXY_SSL_HEADER", default=not DEBUG):
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- Auth -----------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# ModelBackend for admin passwords; SmartOIDCBackend signs in EHR users from a verified id_token.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "smartapp.identity.SmartOIDCBackend",
+]
 LOGIN_URL = "admin:login"
 
 AUTH_PASSWORD_VALIDATORS = [
