@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from smartapp import oauth
 from smartapp.models import Ehr
+
+
+def _formfield(field, **kwargs):
+    if isinstance(field, models.URLField):
+        kwargs["assume_scheme"] = "https"  # EHR endpoints are TLS; also Django 6's default
+    return field.formfield(**kwargs)
 
 
 class EhrForm(forms.ModelForm):
@@ -26,6 +33,7 @@ class EhrForm(forms.ModelForm):
 
     class Meta:
         model = Ehr
+        formfield_callback = _formfield
         fields = (
             "name",
             "slug",
