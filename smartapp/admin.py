@@ -84,6 +84,11 @@ class EhrAdmin(admin.ModelAdmin):
         ("Discovery", {"fields": ("discovery", "discovered_at", "created_at", "updated_at")}),
     )
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.URLField):
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     @admin.action(description="Check configuration (fetch SMART discovery)")
     def check_configuration(self, request: HttpRequest, queryset):
         reports = [oauth.check_configuration(ehr) for ehr in queryset]
