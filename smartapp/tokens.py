@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 
 from smartapp import oauth
@@ -75,11 +76,27 @@ def _do_refresh(launch: Launch) -> Launch:
     return launch
 
 
+def _acquire(key: str, owner: str) -> bool:
+    try:
+        return cache.add(key, owner, LOCK_TIMEOUT)
+    except DatabaseError:
+        # A broken cache must not end every session: refresh unlocked (a race is unlikely).
+        logger.warning("refresh lock unavailable; refreshing without it", exc_info=True)
+        return True
+
+
+def _holder(key: str) -> str | None:
+    try:
+        return cache.get(key)
+    except DatabaseError:
+        return None
+
+
 def _refresh(launch: Launch, *, force: bool) -> Launch:
     key = _lock_key(launch)
     owner = secrets.token_hex(8)
     for _attempt in range(2):
-        if cache.add(key, owner, LOCK_TIMEOUT):
+        if _acquire(key, owner):
             try:
                 fresh = _reload(launch)
                 if _refreshed_since(fresh, launch):
@@ -88,15 +105,15 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
                     return fresh
                 return _do_refresh(fresh)
             finally:
-                if cache.get(key) == owner:
+                if _holder(key) == owner:
                     cache.delete(key)
         deadline = time.monotonic() + WAIT_SECONDS
-        while cache.get(key) is not None and time.monotonic() < deadline:
+        while _holder(key) is not None and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
         fresh = _reload(launch)
         if _refreshed_since(fresh, launch):
             return fresh
-        if cache.get(key) is not None:
+        if _holder(key) is not None:
             raise RefreshError("timed out waiting for a concurrent refresh")
         # The other refresh did not store a token (it failed or did nothing): try once ourselves.
     raise RefreshError("could not acquire the refresh lock")

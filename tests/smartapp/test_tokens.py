@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -101,7 +102,10 @@ def test_it_raises_refresh_error_without_a_refresh_token(smart_ehr, mocked):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_refreshes_once_for_concurrent_requests(smart_ehr, mocked):
+def test_it_refreshes_once_for_concurrent_requests(smart_ehr, mocked, settings):
+    # The lock is the same cache.add() code in every backend; the in-memory SQLite test database
+    # reports "table is locked" under thread contention, so the lock lives in a local-memory cache.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     launch = _launch(smart_ehr)
     calls = []
 
@@ -158,3 +162,24 @@ def test_it_clears_a_launch_whose_refresh_fails(client, smart_ehr, mocked):
     assert response.status_code == 401
     assert f"/standalone/{smart_ehr.slug}/".encode() in response.content
     assert not Launch.objects.filter(pk=launch.pk).exists()
+
+
+def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monkeypatch):
+    monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.2)
+    stale = _launch(smart_ehr)
+    cache.add(tokens._lock_key(stale), "another-process", 30)  # the other process holds the lock
+    winner = Launch.objects.get(pk=stale.pk)
+    winner.access_token, winner.refresh_token = "AT-winner", "RT-winner"
+    winner.save()
+    refreshed = tokens.refresh_access_token(stale)
+    assert (refreshed.access_token, refreshed.refresh_token) == ("AT-winner", "RT-winner")
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
+
+
+def test_it_gives_up_when_the_lock_is_never_released(smart_ehr, mocked, monkeypatch):
+    monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.1)
+    launch = _launch(smart_ehr)
+    cache.add(tokens._lock_key(launch), "stuck-process", 30)
+    with pytest.raises(tokens.RefreshError, match="timed out"):
+        tokens.refresh_access_token(launch)
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
