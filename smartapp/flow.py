@@ -98,14 +98,14 @@ def _take_pending(request: HttpRequest, state: str) -> dict[str, Any]:
     if not state:
         raise FlowError("Invalid sign-in response", "The response from the EHR has no state parameter.")
     pending = session.pop_pending(request, state)
-    # Persist the deletion now, so a concurrent replay of the same state finds nothing.
-    request.session.save()
     if pending is None:
         raise FlowError(
             "Invalid sign-in response",
             "This sign-in response is unknown, was already used, or belongs to another browser session. "
             "Please start again.",
         )
+    # Persist the deletion now, so a concurrent replay of the same state finds nothing.
+    request.session.save()
     if time.time() - pending.get("created", 0) > settings.SMART_STATE_MAX_AGE:
         ehr, kind = _retry_target(pending)
         raise FlowError(
