@@ -40,7 +40,8 @@ def pop_pending(request: HttpRequest, state: str) -> dict[str, Any] | None:
     """Take (and delete, so it can never be replayed) the pending authorization for `state`."""
     pending = dict(request.session.get(PENDING_KEY, {}))
     data = pending.pop(state, None)
-    request.session[PENDING_KEY] = pending
+    if data is not None:
+        request.session[PENDING_KEY] = pending
     return data
 
 

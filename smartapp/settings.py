@@ -176,7 +176,11 @@ SMART_CSP_EXEMPT_APPS = ["sandbox"]
 SMART_CSP_CACHE_TTL = env.int("SMART_CSP_CACHE_TTL", default=300)
 
 # --- Auth -----------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# ModelBackend for admin passwords; SmartOIDCBackend signs in EHR users from a verified id_token.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "smartapp.identity.SmartOIDCBackend",
+]
 LOGIN_URL = "admin:login"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,19 +1,129 @@
-"""Token refresh for a launch. Interface fixed here; the launch core implements it.
+"""Token refresh for a launch, refreshed once across all processes.
 
-`refresh_access_token(launch)` refreshes with the EHR's client authentication, stores the new
-(rotated) tokens on the launch, takes a cross-process lock so that concurrent requests refresh
-once, and raises `RefreshError` when the EHR refuses (the caller then clears the launch).
+`refresh_access_token(launch)` refreshes when the token is within the refresh skew of expiry;
+`force_refresh(launch)` refreshes regardless (the FHIR client calls it after a 401). Both take a
+cross-process lock in the shared cache (`cache.add` is atomic in the database and Redis caches)
+so concurrent requests refresh once: the loser waits for the winner and then uses the token the
+winner stored. Rotated refresh tokens replace the old one, which is never used twice.
+
+Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#refresh-access-token
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.utils import timezone
+
+from smartapp import oauth
 from smartapp.models import Launch
+
+logger = logging.getLogger(__name__)
+
+LOCK_TIMEOUT = 30  # seconds; longer than any token call (connect + read timeouts)
+WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.05
 
 
 class RefreshError(Exception):
     """The launch can no longer be refreshed; the user must re-authorize."""
 
 
+def _lock_key(launch: Launch) -> str:
+    return f"smart:refresh-lock:{launch.pk}"
+
+
+def _reload(launch: Launch) -> Launch:
+    fresh = Launch.objects.select_related("ehr").filter(pk=launch.pk).first()
+    if fresh is None:
+        raise RefreshError("the launch is gone")
+    return fresh
+
+
+def _refreshed_since(fresh: Launch, seen: Launch) -> bool:
+    return fresh.access_token != seen.access_token
+
+
+def _do_refresh(launch: Launch) -> Launch:
+    """One refresh call, storing the new tokens on the launch (caller holds the lock)."""
+    if not launch.refresh_token:
+        raise RefreshError("no refresh token")
+    try:
+        config = oauth.discover(launch.ehr)
+        result = oauth.refresh(
+            launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
+        )
+    except oauth.OAuthError as exc:
+        logger.info("refresh failed for launch of ehr=%s: %s", launch.ehr_id, type(exc).__name__)
+        raise RefreshError(str(exc)) from exc
+    if result.patient and launch.patient_id and result.patient != launch.patient_id:
+        # Never the wrong patient: a refresh may not switch the launch's patient.
+        logger.warning("refresh for ehr=%s returned a different patient; launch dropped", launch.ehr_id)
+        raise RefreshError("the EHR changed the patient on refresh")
+    launch.access_token = result.access_token
+    if result.refresh_token:
+        launch.refresh_token = result.refresh_token
+    launch.expires_at = timezone.now() + timedelta(seconds=result.expires_in)
+    launch.scope = result.scope or launch.scope
+    launch.refreshed_at = timezone.now()
+    launch.save(update_fields=["access_token", "refresh_token", "expires_at", "scope", "refreshed_at"])
+    return launch
+
+
+def _acquire(key: str, owner: str) -> bool:
+    try:
+        return cache.add(key, owner, LOCK_TIMEOUT)
+    except DatabaseError:
+        # A broken cache must not end every session: refresh unlocked (a race is unlikely).
+        logger.warning("refresh lock unavailable; refreshing without it", exc_info=True)
+        return True
+
+
+def _holder(key: str) -> str | None:
+    try:
+        return cache.get(key)
+    except DatabaseError:
+        return None
+
+
+def _refresh(launch: Launch, *, force: bool) -> Launch:
+    key = _lock_key(launch)
+    owner = secrets.token_hex(8)
+    for _attempt in range(2):
+        if _acquire(key, owner):
+            try:
+                fresh = _reload(launch)
+                if _refreshed_since(fresh, launch):
+                    return fresh  # another process refreshed between our read and the lock
+                if not force and not fresh.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
+                    return fresh
+                return _do_refresh(fresh)
+            finally:
+                if _holder(key) == owner:
+                    cache.delete(key)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while _holder(key) is not None and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+        fresh = _reload(launch)
+        if _refreshed_since(fresh, launch):
+            return fresh
+        if _holder(key) is not None:
+            raise RefreshError("timed out waiting for a concurrent refresh")
+        # The other refresh did not store a token (it failed or did nothing): try once ourselves.
+    raise RefreshError("could not acquire the refresh lock")
+
+
 def refresh_access_token(launch: Launch) -> Launch:
-    """Refresh `launch`'s access token and return the updated launch."""
-    raise RefreshError("token refresh is not implemented yet")
+    """Refresh `launch` if its token expires within the skew; return the up-to-date launch."""
+    return _refresh(launch, force=False)
+
+
+def force_refresh(launch: Launch) -> Launch:
+    """Refresh now (after a FHIR 401), unless another process refreshed it meanwhile."""
+    return _refresh(launch, force=True)

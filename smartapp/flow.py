@@ -1,0 +1,208 @@
+"""The launch flow between the views and the protocol: start an authorization, finish a callback.
+
+Views parse input and render; this module decides. Errors are `FlowError`s (a user-facing
+message, an HTTP status and an optional retry link), never raw exceptions.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from smartapp import identity, oauth, session
+from smartapp.models import Ehr, Launch
+
+logger = logging.getLogger(__name__)
+
+MAX_LAUNCH_PARAM = 2048
+MAX_ISS_PARAM = 2048
+
+
+@dataclass
+class FlowError(Exception):
+    """A launch/callback failure with what to show: title, message, status, how to retry."""
+
+    title: str
+    message: str
+    status: int = 400
+    ehr: Ehr | None = None
+    kind: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.title}: {self.message}"
+
+
+def redirect_uri() -> str:
+    """The exact registered redirect URI (from configuration, never the request's Host)."""
+    return settings.SMART_APP_BASE_URL + reverse("smartapp:callback")
+
+
+def ehr_for_issuer(iss: str) -> Ehr | None:
+    """The enabled EHR registered for `iss`; only trailing slashes are normalised (no case folding)."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#launch-app-ehr-launch
+    return Ehr.objects.filter(iss=iss.rstrip("/"), enabled=True).first()
+
+
+def begin(request: HttpRequest, ehr: Ehr, kind: str, launch: str | None = None) -> str:
+    """Discover, build the authorize URL, remember the pending authorization; return the URL."""
+    standalone = kind == Launch.Kind.STANDALONE
+    try:
+        config = oauth.discover(ehr)
+    except oauth.OAuthError as exc:
+        logger.warning("cannot start authorization for ehr=%s: %s", ehr.pk, exc)
+        raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+    scope = oauth.scopes_for(" ".join(ehr.scope_list(standalone=standalone)), config)
+    auth = oauth.build_authorization(ehr, config, scope=scope, redirect_uri=redirect_uri(), launch=launch)
+    session.add_pending(
+        request,
+        auth.state,
+        {
+            "ehr_id": ehr.pk,
+            "iss": ehr.iss,
+            "kind": kind,
+            "verifier": auth.code_verifier,
+            "nonce": auth.nonce,
+            "scope": scope,
+        },
+    )
+    return auth.url
+
+
+def _retry_target(pending: dict[str, Any] | None) -> tuple[Ehr | None, str]:
+    if not pending:
+        return None, ""
+    return Ehr.objects.filter(pk=pending.get("ehr_id")).first(), pending.get("kind", "")
+
+
+def authorization_error(request: HttpRequest, params: dict[str, str]) -> FlowError:
+    """A friendly error for an `error=` redirect (RFC 6749 4.1.2.1), consuming its state."""
+    pending = session.pop_pending(request, params["state"]) if params.get("state") else None
+    code = params.get("error", "")
+    message = oauth.AUTHORIZATION_ERRORS.get(code, "The EHR could not complete the sign-in.")
+    logger.info("authorization error from EHR: %s", code if code in oauth.AUTHORIZATION_ERRORS else "unknown")
+    ehr, kind = _retry_target(pending)
+    status = 403 if code == "access_denied" else 400
+    return FlowError("Sign-in did not complete", message, status=status, ehr=ehr, kind=kind)
+
+
+def _take_pending(request: HttpRequest, state: str) -> dict[str, Any]:
+    if not state:
+        raise FlowError("Invalid sign-in response", "The response from the EHR has no state parameter.")
+    pending = session.pop_pending(request, state)
+    if pending is None:
+        raise FlowError(
+            "Invalid sign-in response",
+            "This sign-in response is unknown, was already used, or belongs to another browser session. "
+            "Please start again.",
+        )
+    # Persist the deletion now, so a concurrent replay of the same state finds nothing.
+    request.session.save()
+    if time.time() - pending.get("created", 0) > settings.SMART_STATE_MAX_AGE:
+        ehr, kind = _retry_target(pending)
+        raise FlowError(
+            "Sign-in expired", "The sign-in took too long. Please start again.", ehr=ehr, kind=kind
+        )
+    return pending
+
+
+def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
+    """Validate the callback, exchange the code, verify identity, and create the launch."""
+    pending = _take_pending(request, params.get("state", ""))
+    kind = pending["kind"]
+    ehr = Ehr.objects.filter(pk=pending["ehr_id"], enabled=True).first()
+    if ehr is None or ehr.iss != pending.get("iss"):
+        raise FlowError("EHR not available", "This EHR is no longer enabled for the app.")
+    try:
+        config = oauth.discover(ehr)
+    except oauth.OAuthError as exc:
+        raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+
+    # RFC 9207 mix-up defence: the response must come from the issuer we sent the user to.
+    returned_iss = params.get("iss")
+    expected = {i for i in (config.issuer, ehr.iss) if i}
+    if returned_iss is not None and not any(hmac.compare_digest(returned_iss, i) for i in expected):
+        logger.warning("callback iss mismatch for ehr=%s", ehr.pk)
+        raise FlowError(
+            "Invalid sign-in response", "The response came from an unexpected issuer.", ehr=ehr, kind=kind
+        )
+    if returned_iss is None and config.iss_parameter_supported:
+        raise FlowError(
+            "Invalid sign-in response", "The EHR's response is missing its issuer.", ehr=ehr, kind=kind
+        )
+    code = params.get("code", "")
+    if not code or len(code) > 4096:
+        raise FlowError(
+            "Invalid sign-in response",
+            "The response from the EHR has no authorization code.",
+            ehr=ehr,
+            kind=kind,
+        )
+
+    try:
+        tokens = oauth.exchange_code(
+            ehr,
+            config,
+            code=code,
+            code_verifier=pending["verifier"],
+            redirect_uri=redirect_uri(),
+            requested_scope=pending["scope"],
+        )
+    except oauth.OAuthError as exc:
+        raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+
+    fhir_user, user = "", None
+    if "openid" in pending["scope"].split():
+        if tokens.id_token:
+            try:
+                who = identity.sign_in(request, ehr, config, id_token=tokens.id_token, nonce=pending["nonce"])
+            except oauth.OAuthError as exc:
+                raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+            fhir_user, user = who.fhir_user, who.user
+        else:
+            logger.warning("ehr=%s granted no id_token although openid was requested", ehr.pk)
+
+    launch = Launch.objects.create(
+        handle=session.new_handle(),
+        ehr=ehr,
+        kind=kind,
+        user=user,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=timezone.now() + timedelta(seconds=tokens.expires_in),
+        requested_scope=pending["scope"],
+        scope=tokens.scope,
+        patient_id=tokens.patient[:256],
+        encounter_id=tokens.encounter[:256],
+        fhir_user=fhir_user[:512],
+        fhir_context=tokens.fhir_context,
+        need_patient_banner=tokens.need_patient_banner,
+        smart_style_url=tokens.smart_style_url[:500],
+        intent=tokens.intent[:128],
+        tenant=tokens.tenant[:256],
+    )
+    session.remember_launch(request, launch)
+    return launch
+
+
+def sign_out(request: HttpRequest) -> int:
+    """Revoke this session's tokens where offered and delete its launches; return how many."""
+    launches = list(Launch.objects.select_related("ehr").filter(handle__in=session.owned_handles(request)))
+    for launch in launches:
+        try:
+            config = oauth.discover(launch.ehr)
+        except oauth.OAuthError:
+            continue
+        if config.revocation_endpoint:
+            oauth.revoke(launch.ehr, config, token=launch.refresh_token, hint="refresh_token")
+            oauth.revoke(launch.ehr, config, token=launch.access_token, hint="access_token")
+    Launch.objects.filter(pk__in=[launch.pk for launch in launches]).delete()
+    return len(launches)

@@ -1,0 +1,621 @@
+"""SMART App Launch 2.x protocol and HTTP: discovery, PKCE, authorize URL, token calls, revocation.
+
+Plain functions only; no request, session or rendering here. Every failure an EHR (or the
+network) can cause becomes an `OAuthError` with a message fit to show a user; secrets, codes
+and tokens never appear in messages or logs.
+
+Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from smartapp import keys
+from smartapp.models import Ehr
+
+logger = logging.getLogger(__name__)
+
+OAUTH_URIS_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+CAPABILITIES_EXTENSION = "http://fhir-registry.smarthealthit.org/StructureDefinition/capabilities"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# When a server omits expires_in (RFC 6749 only RECOMMENDS it) assume a short life: refreshing
+# early costs one request, using a dead token costs a failed page. A FHIR 401 forces a refresh anyway.
+DEFAULT_EXPIRES_IN = 300
+ASSERTION_LIFETIME = 240  # seconds; the IG caps exp at 5 minutes, leave room for clock skew
+CAPABILITY_NAMES = (
+    "launch-ehr",
+    "launch-standalone",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-standalone-patient",
+    "permission-v1",
+    "permission-v2",
+    "sso-openid-connect",
+    "authorize-post",
+)
+# RFC 6749 4.1.2.1 error codes, with what to tell the user.
+AUTHORIZATION_ERRORS = {
+    "access_denied": "Access was not granted. You (or the EHR) declined the app's request.",
+    "invalid_scope": "The EHR did not accept the data access the app asked for.",
+    "invalid_request": "The EHR rejected the sign-in request as malformed.",
+    "unauthorized_client": "The EHR does not allow this app to sign in this way.",
+    "unsupported_response_type": "The EHR does not support the app's sign-in method.",
+    "server_error": "The EHR had an internal error while signing you in.",
+    "temporarily_unavailable": "The EHR's sign-in service is temporarily unavailable.",
+}
+
+
+# --- Errors ---------------------------------------------------------------------------------
+
+
+class OAuthError(Exception):
+    """Something went wrong talking to the EHR; `str(exc)` is safe to show a user."""
+
+    status = 502
+
+
+class DiscoveryError(OAuthError):
+    """The EHR's SMART configuration could not be fetched or is unusable."""
+
+
+class ConfigurationError(OAuthError):
+    """The EHR and this app have no compatible way to authorize (PKCE, client auth, keys)."""
+
+
+class TransportError(OAuthError):
+    """The EHR could not be reached in time."""
+
+
+class TokenError(OAuthError):
+    """The token endpoint refused the request (`error` holds the RFC 6749 code when given)."""
+
+    def __init__(self, message: str, error: str = ""):
+        super().__init__(message)
+        self.error = error
+
+
+class TokenResponseError(OAuthError):
+    """The token endpoint answered, but not with a usable token response."""
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def _timeout() -> tuple[float, float]:
+    return (settings.SMART_HTTP_CONNECT_TIMEOUT, settings.SMART_HTTP_READ_TIMEOUT)
+
+
+def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
+    try:
+        response = requests.get(url, headers={"Accept": accept}, timeout=_timeout())
+    except requests.Timeout as exc:
+        raise TransportError("The EHR did not answer in time.") from exc
+    except requests.RequestException as exc:
+        raise TransportError("The EHR could not be reached.") from exc
+    if response.status_code != 200:
+        raise DiscoveryError(f"The EHR answered HTTP {response.status_code}.")
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise DiscoveryError("The EHR answered with something other than JSON.") from exc
+    if not isinstance(data, dict):
+        raise DiscoveryError("The EHR answered with an unexpected JSON document.")
+    return data
+
+
+def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> requests.Response:
+    try:
+        # No redirects: credentials are for this endpoint only.
+        return requests.post(
+            url,
+            data=data,
+            headers={"Accept": "application/json", **headers},
+            timeout=_timeout(),
+            allow_redirects=False,
+        )
+    except requests.Timeout as exc:
+        raise TransportError("The EHR's token service did not answer in time.") from exc
+    except requests.RequestException as exc:
+        raise TransportError("The EHR's token service could not be reached.") from exc
+
+
+# --- Discovery ------------------------------------------------------------------------------
+
+
+@dataclass
+class SmartConfig:
+    """The parts of an EHR's SMART configuration the app uses, after overrides and checks."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str = ""
+    jwks_uri: str = ""
+    capabilities: list[str] = field(default_factory=list)
+    code_challenge_methods: list[str] | None = None
+    auth_methods: list[str] | None = None
+    signing_algs: list[str] | None = None
+    scopes_supported: list[str] | None = None
+    iss_parameter_supported: bool = False
+    source: str = "smart-configuration"
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+def _resolve(base: str, value: Any) -> str:
+    """Resolve a possibly relative endpoint against the FHIR base URL."""
+    if not isinstance(value, str) or not value:
+        return ""
+    resolved = urljoin(base + "/", value)
+    return resolved if urlsplit(resolved).scheme in ("http", "https") else ""
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    return [item for item in value if isinstance(item, str)]
+
+
+def _from_capability_statement(statement: dict[str, Any]) -> dict[str, Any]:
+    """Read the oauth-uris extension of a CapabilityStatement into a smart-configuration shape."""
+    # Reference: https://hl7.org/fhir/smart-app-launch/1.0.0/conformance/index.html#declaring-support-for-oauth2-endpoints
+    document: dict[str, Any] = {"capabilities": []}
+    names = {
+        "authorize": "authorization_endpoint",
+        "token": "token_endpoint",
+        "revoke": "revocation_endpoint",
+        "introspect": "introspection_endpoint",
+    }
+    try:
+        for rest in statement.get("rest") or []:
+            for extension in (rest.get("security") or {}).get("extension") or []:
+                if extension.get("url") == OAUTH_URIS_EXTENSION:
+                    for inner in extension.get("extension") or []:
+                        if inner.get("url") in names and isinstance(inner.get("valueUri"), str):
+                            document[names[inner["url"]]] = inner["valueUri"]
+                elif extension.get("url") == CAPABILITIES_EXTENSION and extension.get("valueCode"):
+                    document["capabilities"].append(extension["valueCode"])
+    except (AttributeError, TypeError) as exc:
+        raise DiscoveryError("The EHR's CapabilityStatement is malformed.") from exc
+    if "authorization_endpoint" not in document or "token_endpoint" not in document:
+        raise DiscoveryError("The EHR's CapabilityStatement names no OAuth endpoints.")
+    return document
+
+
+def fetch_document(ehr: Ehr) -> tuple[dict[str, Any], str]:
+    """Fetch the SMART configuration: .well-known first, the CapabilityStatement as a fallback."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/conformance.html#using-well-known
+    try:
+        return _get_json(f"{ehr.iss}/.well-known/smart-configuration"), "smart-configuration"
+    except OAuthError as first:
+        logger.info("smart-configuration unavailable for ehr=%s (%s); trying /metadata", ehr.pk, first)
+        try:
+            statement = _get_json(f"{ehr.iss}/metadata", accept="application/fhir+json")
+        except OAuthError as second:
+            raise DiscoveryError(
+                f"Could not read {ehr.name}'s SMART configuration ({first} Fallback: {second})"
+            ) from second
+        return _from_capability_statement(statement), "metadata"
+
+
+def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configuration") -> SmartConfig:
+    """Turn a discovery document into a `SmartConfig`, listing hard errors and soft warnings."""
+    base = ehr.iss
+    config = SmartConfig(
+        issuer=document.get("issuer") if isinstance(document.get("issuer"), str) else "",
+        authorization_endpoint=ehr.authorize_url_override
+        or _resolve(base, document.get("authorization_endpoint")),
+        token_endpoint=ehr.token_url_override or _resolve(base, document.get("token_endpoint")),
+        revocation_endpoint=_resolve(base, document.get("revocation_endpoint")),
+        jwks_uri=_resolve(base, document.get("jwks_uri")),
+        capabilities=_str_list(document.get("capabilities")) or [],
+        code_challenge_methods=_str_list(document.get("code_challenge_methods_supported")),
+        auth_methods=_str_list(document.get("token_endpoint_auth_methods_supported")),
+        signing_algs=_str_list(document.get("token_endpoint_auth_signing_alg_values_supported")),
+        scopes_supported=_str_list(document.get("scopes_supported")),
+        iss_parameter_supported=document.get("authorization_response_iss_parameter_supported") is True,
+        source=source,
+    )
+    if not config.authorization_endpoint:
+        config.errors.append("No authorization_endpoint.")
+    if not config.token_endpoint:
+        config.errors.append("No token_endpoint.")
+
+    # PKCE is always sent; only an explicit list without S256 is a hard error.
+    methods = config.code_challenge_methods
+    if methods is None:
+        config.warnings.append("code_challenge_methods_supported is missing; sending PKCE S256 anyway.")
+    elif "S256" not in methods:
+        config.errors.append(
+            "The EHR offers only 'plain' PKCE, which is insecure; S256 is required."
+            if methods
+            else "The EHR does not offer PKCE with S256."
+        )
+    elif "plain" in methods:
+        config.warnings.append("The EHR also offers 'plain' PKCE; the app always uses S256.")
+
+    if config.auth_methods is None:
+        config.warnings.append(f"token_endpoint_auth_methods_supported is missing; using {ehr.auth_method}.")
+    elif ehr.auth_method not in config.auth_methods:
+        config.errors.append(
+            f"The EHR does not accept {ehr.auth_method} client authentication "
+            f"(it offers: {', '.join(config.auth_methods) or 'nothing'})."
+        )
+    if ehr.is_confidential_asymmetric:
+        if config.signing_algs is not None and not set(config.signing_algs) & set(keys.SUPPORTED_ALGS):
+            config.errors.append("The EHR accepts neither RS384 nor ES384 client assertions.")
+    elif not ehr.client_secret:
+        config.errors.append(f"{ehr.auth_method} needs a client secret, and none is stored.")
+
+    if "sso-openid-connect" in config.capabilities and not config.jwks_uri:
+        config.warnings.append("sso-openid-connect is advertised but jwks_uri is missing.")
+    if not config.capabilities:
+        config.warnings.append("No capabilities are advertised.")
+    return config
+
+
+def _cache_key(ehr: Ehr) -> str:
+    return "smart:discovery:" + hashlib.sha256(ehr.iss.encode()).hexdigest()
+
+
+def discover(ehr: Ehr, *, use_cache: bool = True) -> SmartConfig:
+    """The EHR's usable SMART configuration (cached), or a `ConfigurationError`/`DiscoveryError`."""
+    cached = cache.get(_cache_key(ehr)) if use_cache else None
+    if cached is None:
+        try:
+            document, source = fetch_document(ehr)
+        except OAuthError:
+            if ehr.authorize_url_override and ehr.token_url_override:
+                logger.warning("discovery failed for ehr=%s; using its endpoint overrides", ehr.pk)
+                document, source = {}, "overrides"
+            else:
+                raise
+        else:
+            cache.set(_cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)
+            Ehr.objects.filter(pk=ehr.pk).update(discovery=document, discovered_at=timezone.now())
+    else:
+        document, source = cached
+    config = evaluate(ehr, document, source)
+    if config.errors:
+        raise ConfigurationError(f"{ehr.name} cannot be used: " + " ".join(config.errors))
+    for warning in config.warnings:
+        logger.info("ehr=%s discovery warning: %s", ehr.pk, warning)
+    return config
+
+
+# --- PKCE, scopes, authorize URL ------------------------------------------------------------
+
+
+def code_challenge(verifier: str) -> str:
+    """PKCE S256: BASE64URL(SHA256(verifier)) without padding."""
+    # Reference: https://www.rfc-editor.org/rfc/rfc7636#section-4.2
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def new_code_verifier() -> str:
+    """A 86-character verifier (512 bits) from the CSPRNG; RFC 7636 allows 43-128."""
+    return secrets.token_urlsafe(64)
+
+
+def _v1_scope(scope: str) -> str:
+    """One v2 resource scope in v1 form (`.rs` → `.read`); other scopes unchanged."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/scopes-and-launch-context.html#scopes-for-requesting-fhir-resources
+    prefix, _, rest = scope.partition("/")
+    if prefix not in ("patient", "user", "system") or "." not in rest:
+        return scope
+    resource, _, permissions = rest.partition(".")
+    permissions = permissions.split("?", 1)[0]  # v1 has no granular (query) scopes
+    if permissions in ("read", "write", "*") or not permissions or set(permissions) - set("cruds"):
+        return f"{prefix}/{resource}.{permissions}"
+    reads, writes = set(permissions) & set("rs"), set(permissions) & set("cud")
+    if reads and writes:
+        return f"{prefix}/{resource}.*"
+    return f"{prefix}/{resource}.{'read' if reads else 'write'}"
+
+
+def scopes_for(requested: str, config: SmartConfig) -> str:
+    """The scope string to send: v2 as configured, or v1 when the EHR advertises only permission-v1."""
+    if config.has("permission-v1") and not config.has("permission-v2"):
+        converted: list[str] = []
+        for scope in requested.split():
+            v1 = _v1_scope(scope)
+            if v1 not in converted:
+                converted.append(v1)
+        return " ".join(converted)
+    return " ".join(requested.split())
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A ready authorize redirect plus what the callback must remember (kept server-side)."""
+
+    url: str
+    state: str
+    code_verifier: str
+    nonce: str
+    scope: str
+
+
+def build_authorization(
+    ehr: Ehr, config: SmartConfig, *, scope: str, redirect_uri: str, launch: str | None = None
+) -> AuthorizationRequest:
+    """The authorize URL (GET) with state, PKCE S256, aud and, for EHR launch, `launch`."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#obtain-authorization-code
+    state = secrets.token_urlsafe(32)  # 256 bits; the IG asks for at least 122
+    verifier = new_code_verifier()
+    nonce = secrets.token_urlsafe(32) if "openid" in scope.split() else ""
+    params = {
+        "response_type": "code",
+        "client_id": ehr.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "aud": ehr.iss,
+        "code_challenge": code_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    if launch is not None:
+        params["launch"] = launch
+    if nonce:
+        params["nonce"] = nonce
+    parts = urlsplit(config.authorization_endpoint)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    return AuthorizationRequest(url=url, state=state, code_verifier=verifier, nonce=nonce, scope=scope)
+
+
+# --- Client authentication and token calls --------------------------------------------------
+
+
+def client_assertion(ehr: Ehr, token_endpoint: str, allowed_algs: list[str] | None = None) -> str:
+    """A private_key_jwt client assertion (RS384 or ES384) for one token-endpoint call."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/client-confidential-asymmetric.html#authenticating-to-the-token-endpoint
+    try:
+        key = keys.signing_key(allowed_algs)
+    except keys.KeyConfigurationError as exc:
+        logger.error("private_key_jwt unusable for ehr=%s: %s", ehr.pk, exc)
+        raise ConfigurationError("The app's signing keys are not configured for this EHR.") from exc
+    now = int(time.time())
+    claims = {
+        "iss": ehr.client_id,
+        "sub": ehr.client_id,
+        "aud": token_endpoint,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME,
+        "jti": secrets.token_urlsafe(32),
+    }
+    return key.sign(claims)
+
+
+def client_auth(ehr: Ehr, config: SmartConfig, endpoint: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Form fields and headers that authenticate the app, per the EHR's auth method."""
+    # Reference: https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
+    method = ehr.auth_method
+    if method == Ehr.AuthMethod.PRIVATE_KEY_JWT:
+        assertion = client_assertion(ehr, endpoint, config.signing_algs)
+        return {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}, {}
+    if method == Ehr.AuthMethod.CLIENT_SECRET_POST:
+        return {"client_id": ehr.client_id, "client_secret": ehr.client_secret}, {}
+    credentials = f"{quote_plus(ehr.client_id)}:{quote_plus(ehr.client_secret)}"
+    return {}, {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+@dataclass
+class TokenResponse:
+    """A validated token response; unknown extra keys are kept in `raw` minus the secrets."""
+
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str = ""
+    id_token: str = ""
+    patient: str = ""
+    encounter: str = ""
+    fhir_context: list[Any] = field(default_factory=list)
+    need_patient_banner: bool | None = None
+    smart_style_url: str = ""
+    intent: str = ""
+    tenant: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:  # never let a token reach a log or traceback through repr()
+        return f"TokenResponse(scope={self.scope!r}, expires_in={self.expires_in}, patient={self.patient!r})"
+
+
+def _error_from(response: requests.Response) -> OAuthError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        error = body["error"][:64]
+        logger.warning("token endpoint refused: HTTP %s error=%s", response.status_code, error)
+        if error == "invalid_grant":
+            message = "The EHR no longer accepts this authorization (invalid_grant). Please sign in again."
+        elif error == "invalid_client":
+            message = "The EHR did not accept the app's credentials (invalid_client)."
+        else:
+            message = f"The EHR refused to issue a token ({error})."
+        return TokenError(message, error=error)
+    logger.warning("token endpoint failed: HTTP %s without an OAuth error body", response.status_code)
+    if response.status_code >= 500:
+        return TokenError(f"The EHR's token service failed (HTTP {response.status_code}).")
+    return TokenError(f"The EHR's token service answered HTTP {response.status_code}.")
+
+
+def _expires_in(value: Any, warnings: list[str]) -> int:
+    if value is None:
+        warnings.append(f"expires_in missing; assuming {DEFAULT_EXPIRES_IN} s")
+        return DEFAULT_EXPIRES_IN
+    if isinstance(value, bool):
+        raise TokenResponseError("The EHR's token response has an invalid expires_in.")
+    try:
+        seconds = int(float(value))
+    except (TypeError, ValueError) as exc:
+        raise TokenResponseError("The EHR's token response has an invalid expires_in.") from exc
+    if seconds <= 0:
+        raise TokenResponseError("The EHR issued a token that has already expired.")
+    return seconds
+
+
+def _optional_str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TokenResponseError(f"The EHR's token response has an invalid {name}.")
+    return value
+
+
+def parse_token_response(response: requests.Response, requested_scope: str) -> TokenResponse:
+    """Validate a token-endpoint response; any non-conformance is a `TokenResponseError`/`TokenError`."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#response-5
+    if response.status_code != 200:
+        raise _error_from(response)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        logger.warning("token endpoint answered 200 with a non-JSON body")
+        raise TokenResponseError("The EHR's token service answered with something other than JSON.") from exc
+    if not isinstance(body, dict):
+        raise TokenResponseError("The EHR's token service answered with an unexpected JSON document.")
+    access_token = body.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TokenResponseError("The EHR's token response has no access_token.")
+    token_type = body.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise TokenResponseError("The EHR issued a token that is not a Bearer token.")
+    warnings: list[str] = []
+    granted = body.get("scope")
+    if granted is None:
+        # RFC 6749 5.1: an omitted scope means the requested scope was granted.
+        granted = requested_scope
+    elif not isinstance(granted, str):
+        raise TokenResponseError("The EHR's token response has an invalid scope.")
+    fhir_context = body.get("fhirContext") or []
+    if not isinstance(fhir_context, list):
+        raise TokenResponseError("The EHR's token response has an invalid fhirContext.")
+    banner = body.get("need_patient_banner")
+    result = TokenResponse(
+        access_token=access_token,
+        expires_in=_expires_in(body.get("expires_in"), warnings),
+        scope=" ".join(granted.split()),
+        refresh_token=_optional_str(body, "refresh_token"),
+        id_token=_optional_str(body, "id_token"),
+        patient=_optional_str(body, "patient"),
+        encounter=_optional_str(body, "encounter"),
+        fhir_context=fhir_context,
+        need_patient_banner=banner if isinstance(banner, bool) else None,
+        smart_style_url=_optional_str(body, "smart_style_url"),
+        intent=_optional_str(body, "intent"),
+        tenant=_optional_str(body, "tenant"),
+        warnings=warnings,
+    )
+    narrowed = set(requested_scope.split()) - set(result.scope.split())
+    if narrowed:
+        logger.info("EHR granted fewer scopes than requested; missing: %s", " ".join(sorted(narrowed)))
+    for warning in warnings:
+        logger.warning("token response: %s", warning)
+    return result
+
+
+def needs_patient(scope: str) -> bool:
+    """Patient-level scopes mean nothing without a patient in context."""
+    return any(s == "launch/patient" or s.startswith("patient/") for s in scope.split())
+
+
+def exchange_code(
+    ehr: Ehr, config: SmartConfig, *, code: str, code_verifier: str, redirect_uri: str, requested_scope: str
+) -> TokenResponse:
+    """Swap an authorization code for tokens (with PKCE and the EHR's client authentication)."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#obtain-access-token
+    fields, headers = client_auth(ehr, config, config.token_endpoint)
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": code_verifier,
+        **fields,
+    }
+    result = parse_token_response(_post_form(config.token_endpoint, data, headers), requested_scope)
+    if needs_patient(result.scope) and not result.patient:
+        raise TokenResponseError("The EHR did not say which patient this launch is for.")
+    return result
+
+
+def refresh(ehr: Ehr, config: SmartConfig, *, refresh_token: str, granted_scope: str) -> TokenResponse:
+    """Use a refresh token (same client authentication as the code exchange)."""
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#refresh-access-token
+    fields, headers = client_auth(ehr, config, config.token_endpoint)
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **fields}
+    return parse_token_response(_post_form(config.token_endpoint, data, headers), granted_scope)
+
+
+def revoke(ehr: Ehr, config: SmartConfig, *, token: str, hint: str) -> bool:
+    """Revoke one token where the EHR offers revocation; failures are logged, never raised."""
+    # Reference: https://www.rfc-editor.org/rfc/rfc7009#section-2.1
+    if not config.revocation_endpoint or not token:
+        return False
+    try:
+        fields, headers = client_auth(ehr, config, config.revocation_endpoint)
+        response = _post_form(
+            config.revocation_endpoint, {"token": token, "token_type_hint": hint, **fields}, headers
+        )
+    except OAuthError as exc:
+        logger.warning("token revocation failed for ehr=%s: %s", ehr.pk, exc)
+        return False
+    if response.status_code != 200:
+        logger.warning("token revocation for ehr=%s answered HTTP %s", ehr.pk, response.status_code)
+        return False
+    return True
+
+
+# --- Admin check ----------------------------------------------------------------------------
+
+
+@dataclass
+class ConfigurationReport:
+    """What the admin's "check configuration" shows for one EHR."""
+
+    ehr: Ehr
+    config: SmartConfig | None
+    fetch_error: str = ""
+
+    @property
+    def capabilities(self) -> list[tuple[str, bool]]:
+        present = set(self.config.capabilities) if self.config else set()
+        methods = (self.config.code_challenge_methods or []) if self.config else []
+        return [("PKCE S256", "S256" in methods), *((name, name in present) for name in CAPABILITY_NAMES)]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.config.errors
+
+
+def check_configuration(ehr: Ehr) -> ConfigurationReport:
+    """Fetch discovery afresh and report capabilities, errors and warnings (never raises)."""
+    try:
+        document, source = fetch_document(ehr)
+    except OAuthError as exc:
+        return ConfigurationReport(ehr=ehr, config=None, fetch_error=str(exc))
+    cache.set(_cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)
+    Ehr.objects.filter(pk=ehr.pk).update(discovery=document, discovered_at=timezone.now())
+    return ConfigurationReport(ehr=ehr, config=evaluate(ehr, document, source))

@@ -1,0 +1,185 @@
+"""Token refresh: success, rotation, failures, the cross-process lock, and the middleware."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+from smartapp import session, tokens
+from smartapp.models import Launch
+from tests.smartapp.conftest import TOKEN, token_body
+
+
+def _launch(ehr, *, expires_in: int = 30, refresh_token: str = "RT-0", handle: str = "h-1") -> Launch:
+    return Launch.objects.create(
+        handle=handle,
+        ehr=ehr,
+        kind=Launch.Kind.STANDALONE,
+        access_token="AT-0",
+        refresh_token=refresh_token,
+        expires_at=timezone.now() + timedelta(seconds=expires_in),
+        scope="launch/patient patient/Patient.rs",
+        patient_id="pat-1",
+    )
+
+
+def _form(call) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(call.request.body).items()}
+
+
+def test_it_refreshes_and_keeps_the_rotated_refresh_token(smart_ehr, mocked):
+    launch = _launch(smart_ehr)
+    mocked.post(TOKEN, json=token_body(access_token="AT-1", refresh_token="RT-1", scope="patient/Patient.rs"))
+    refreshed = tokens.refresh_access_token(launch)
+    assert (refreshed.access_token, refreshed.refresh_token) == ("AT-1", "RT-1")
+    assert refreshed.scope == "patient/Patient.rs"  # a narrower grant is honoured
+    stored = Launch.objects.get(pk=launch.pk)
+    assert (stored.access_token, stored.refresh_token) == ("AT-1", "RT-1")
+    assert stored.refreshed_at is not None and not stored.expires_within(3000)
+    token_call = next(call for call in mocked.calls if call.request.url == TOKEN)
+    assert _form(token_call) == {"grant_type": "refresh_token", "refresh_token": "RT-0"}
+    assert token_call.request.headers["Authorization"].startswith("Basic ")
+
+
+def test_it_keeps_the_old_refresh_token_when_none_is_returned(smart_ehr, mocked):
+    launch = _launch(smart_ehr)
+    mocked.post(TOKEN, json=token_body(access_token="AT-1", refresh_token=None, patient=None))
+    assert tokens.refresh_access_token(launch).refresh_token == "RT-0"
+
+
+def test_it_does_nothing_when_the_token_is_fresh(smart_ehr, mocked):
+    launch = _launch(smart_ehr, expires_in=3600)
+    assert tokens.refresh_access_token(launch).access_token == "AT-0"
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
+
+
+def test_it_force_refreshes_a_fresh_token(smart_ehr, mocked):
+    launch = _launch(smart_ehr, expires_in=3600)
+    mocked.post(TOKEN, json=token_body(access_token="AT-1"))
+    assert tokens.force_refresh(launch).access_token == "AT-1"
+
+
+def test_it_skips_a_forced_refresh_when_another_process_just_refreshed(smart_ehr, mocked):
+    stale = _launch(smart_ehr, expires_in=3600)
+    other = Launch.objects.get(pk=stale.pk)
+    other.access_token = "AT-new"
+    other.save(update_fields=["access_token"])
+    assert tokens.force_refresh(stale).access_token == "AT-new"
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
+
+
+@pytest.mark.parametrize(
+    "mock",
+    [
+        {"status": 400, "json": {"error": "invalid_grant"}},
+        {"body": requests.ConnectionError()},
+        {"status": 502, "body": "<html>bad gateway</html>"},
+        {"status": 200, "json": token_body(patient="someone-else")},
+    ],
+)
+def test_it_raises_refresh_error_on_failure(smart_ehr, mocked, caplog, mock):
+    caplog.set_level(logging.DEBUG)
+    launch = _launch(smart_ehr)
+    mocked.add("POST", TOKEN, **mock)
+    with pytest.raises(tokens.RefreshError):
+        tokens.refresh_access_token(launch)
+    assert Launch.objects.get(pk=launch.pk).access_token == "AT-0"
+    assert "RT-0" not in caplog.text and "test-secret" not in caplog.text
+
+
+def test_it_raises_refresh_error_without_a_refresh_token(smart_ehr, mocked):
+    with pytest.raises(tokens.RefreshError):
+        tokens.force_refresh(_launch(smart_ehr, refresh_token=""))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refreshes_once_for_concurrent_requests(smart_ehr, mocked, settings):
+    # The lock is the same cache.add() code in every backend; the in-memory SQLite test database
+    # reports "table is locked" under thread contention, so the lock lives in a local-memory cache.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    launch = _launch(smart_ehr)
+    calls = []
+
+    def slow_token_endpoint(request):
+        calls.append(request)
+        time.sleep(0.4)
+        return (
+            200,
+            {},
+            '{"access_token": "AT-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "RT-1"}',
+        )
+
+    mocked.add_callback("POST", TOKEN, callback=slow_token_endpoint)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(
+                tokens.refresh_access_token(Launch.objects.select_related("ehr").get(pk=launch.pk))
+            )
+        except Exception as exc:  # recorded for the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert errors == []
+    assert len(calls) == 1
+    assert [r.access_token for r in results] == ["AT-1", "AT-1"]
+    assert Launch.objects.get(pk=launch.pk).refresh_token == "RT-1"
+
+
+def test_it_refreshes_in_the_middleware_before_the_view(client, smart_ehr, mocked):
+    launch = _launch(smart_ehr)
+    store = client.session
+    store[session.LAUNCHES_KEY] = [launch.handle]
+    store.save()
+    mocked.post(TOKEN, json=token_body(access_token="AT-1", refresh_token="RT-1"))
+    client.get(f"/c/{launch.handle}/")
+    assert Launch.objects.get(pk=launch.pk).access_token == "AT-1"
+
+
+def test_it_clears_a_launch_whose_refresh_fails(client, smart_ehr, mocked):
+    launch = _launch(smart_ehr)
+    store = client.session
+    store[session.LAUNCHES_KEY] = [launch.handle]
+    store.save()
+    mocked.post(TOKEN, status=400, json={"error": "invalid_grant"})
+    response = client.get(f"/c/{launch.handle}/")
+    assert response.status_code == 401
+    assert f"/standalone/{smart_ehr.slug}/".encode() in response.content
+    assert not Launch.objects.filter(pk=launch.pk).exists()
+
+
+def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monkeypatch):
+    monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.2)
+    stale = _launch(smart_ehr)
+    cache.add(tokens._lock_key(stale), "another-process", 30)  # the other process holds the lock
+    winner = Launch.objects.get(pk=stale.pk)
+    winner.access_token, winner.refresh_token = "AT-winner", "RT-winner"
+    winner.save()
+    refreshed = tokens.refresh_access_token(stale)
+    assert (refreshed.access_token, refreshed.refresh_token) == ("AT-winner", "RT-winner")
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
+
+
+def test_it_gives_up_when_the_lock_is_never_released(smart_ehr, mocked, monkeypatch):
+    monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.1)
+    launch = _launch(smart_ehr)
+    cache.add(tokens._lock_key(launch), "stuck-process", 30)
+    with pytest.raises(tokens.RefreshError, match="timed out"):
+        tokens.refresh_access_token(launch)
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
