@@ -1,9 +1,8 @@
-"""A 10,000-observation patient: the page caps what it fetches and still renders quickly."""
+"""A 10,000-observation patient: the page caps what it fetches and says so (timing lives in bench/)."""
 
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -48,18 +47,14 @@ def _pages(request):
 
 @pytest.mark.django_db
 @responses.activate
-def test_it_renders_a_10k_observation_patient_quickly_and_says_what_it_capped(client, make_launch, own):
+def test_it_caps_a_10k_observation_patient_and_says_what_it_capped(client, make_launch, own):
     launch = make_launch()
     own(launch)
     register_all(responses)
     responses.remove(responses.GET, f"{BASE}/Observation")
     responses.remove(responses.GET, f"{BASE}/Observation")
     responses.add_callback(responses.GET, f"{BASE}/Observation", callback=_pages)
-    started = time.perf_counter()
     response = client.get(f"/c/{launch.handle}/")
-    elapsed = time.perf_counter() - started
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count("Showing the latest 1000 of 10000.") == 2
-    # Target < 2 s on a quiet machine; the bound leaves room for a shared 2-core CI box.
-    assert elapsed < 6.0, elapsed
