@@ -1,7 +1,7 @@
 """Models of the sandbox EHR, defined only in the sandbox process (settings.SANDBOX_SERVER).
 
 The main project installs the `sandbox` app for its management commands only; with no models
-there (and migrations in `sandbox.dbmigrations`, named only by the sandbox settings), the main
+there (and migrations in `sandbox.db.migrations`, named only by the sandbox settings), the main
 database never gets sandbox tables and `makemigrations` there finds nothing.
 """
 

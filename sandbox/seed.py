@@ -111,7 +111,7 @@ def _demo_users() -> None:
     from django.contrib.auth.hashers import make_password
 
     password = make_password(DEMO_PASSWORD)
-    admin, _ = User.objects.get_or_create(
+    User.objects.get_or_create(
         username="admin", defaults={"is_staff": True, "is_superuser": True, "password": password}
     )
     for pid, family, given, _gender, login in synthetic.PRACTITIONERS:

@@ -41,7 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "sandbox",
 ]
-MIGRATION_MODULES = {"sandbox": "sandbox.dbmigrations"}
+MIGRATION_MODULES = {"sandbox": "sandbox.db.migrations"}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

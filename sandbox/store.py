@@ -86,7 +86,7 @@ class Resource(models.Model):
     rid = models.CharField(max_length=64)
     patient_id = models.CharField(max_length=64, blank=True, default="")
     encounter_id = models.CharField(max_length=64, blank=True, default="")
-    date = models.CharField(max_length=32, null=True, blank=True, help_text="UTC ISO instant")
+    date = models.CharField(max_length=32, null=True, blank=True, help_text="UTC ISO instant")  # noqa: DJ001 - NULL = no date
     codes = models.TextField(blank=True, default="", help_text="' system|code ' tokens")
     categories = models.TextField(blank=True, default="")
     status = models.CharField(max_length=40, blank=True, default="")

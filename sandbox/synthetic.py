@@ -174,7 +174,7 @@ class _Builder:
     """Accumulates resources with sequential, deterministic ids."""
 
     def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not security
         self.resources: list[dict] = []
         self.counter = 0
 
@@ -381,7 +381,7 @@ def _condition(cid: str, patient: str, key: str, onset: datetime, encounter: str
 
 
 def _profile(patient: tuple, rng: random.Random) -> dict:
-    _, _, _, gender, birth, conds, kind = patient
+    _, _, _, gender, _birth, conds, kind = patient
     prof = {
         "sys": 124,
         "dia": 78,

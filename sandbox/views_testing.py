@@ -1,11 +1,12 @@
 """Test-only JSON endpoints (loopback clients only): faults, stats, clients, launches, health.
 
 Shapes:
-  GET    /_sandbox/faults[?client_id=ID]  -> {"faults": {ID: {...}}, "available": {name: description}}
-  POST   /_sandbox/faults  {"client_id": ID, "faults": {...}, "merge": false} -> {"client_id": ID, "faults": {...}}
-  DELETE /_sandbox/faults[?client_id=ID]  -> {"reset": [ID, ...]}
-  GET    /_sandbox/stats                  -> {"token": {"total": n, "<grant_type>": n}, "token_by_client": ...,
-                                              "fhir": {"total": n, "by_type": {...}}, "fhir_by_client": ..., "other": ...}
+  GET    /_sandbox/faults[?client_id=ID] -> {"faults": {ID: {...}}, "available": {name: description}}
+  POST   /_sandbox/faults {"client_id": ID, "faults": {...}, "merge": false}
+                                         -> {"client_id": ID, "faults": {...}}
+  DELETE /_sandbox/faults[?client_id=ID] -> {"reset": [ID, ...]}
+  GET    /_sandbox/stats -> {"token": {"total": n, "<grant_type>": n}, "token_by_client": {...},
+                             "fhir": {"total": n, "by_type": {...}}, "fhir_by_client": {...}, "other": {...}}
   DELETE /_sandbox/stats                  -> {"reset": true}
   POST   /_sandbox/clients {client fields}-> {"client_id": ID, "created": bool}
   POST   /_sandbox/launch {"client_id", "patient", "encounter"?, "user"?} -> {"launch", "iss", "launch_url"}

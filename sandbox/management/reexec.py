@@ -37,7 +37,7 @@ def ensure_sandbox_process(command: str, db_path: str | None) -> None:
     env = {**os.environ, **wanted}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, str(BASE_DIR / "manage.py"), *args], env)
+    os.execve(sys.executable, [sys.executable, str(BASE_DIR / "manage.py"), *args], env)  # noqa: S606
 
 
 def prepare_database() -> None:

@@ -1,4 +1,4 @@
-"""`python manage.py runsandbox [ADDR:PORT]`: migrate, seed if empty, serve the sandbox EHR (multi-threaded)."""
+"""`python manage.py runsandbox [ADDR:PORT]`: migrate, seed if empty, serve the sandbox EHR (threaded)."""
 
 from __future__ import annotations
 
