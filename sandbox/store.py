@@ -122,6 +122,9 @@ class LaunchContext(models.Model):
     class Meta:
         app_label = "sandbox"
 
+    def __str__(self) -> str:
+        return f"launch for {self.patient_id or '-'}"
+
 
 class AuthCode(models.Model):
     """An authorization code: single use, valid 60 s, PKCE-bound."""
@@ -141,6 +144,9 @@ class AuthCode(models.Model):
 
     class Meta:
         app_label = "sandbox"
+
+    def __str__(self) -> str:
+        return f"code for {self.client_id}"
 
 
 class Token(models.Model):
@@ -166,6 +172,9 @@ class Token(models.Model):
     class Meta:
         app_label = "sandbox"
 
+    def __str__(self) -> str:
+        return f"{self.kind} token ({self.grant_id})"
+
     def is_active(self) -> bool:
         return not self.revoked and self.expires_at > timezone.now()
 
@@ -181,6 +190,9 @@ class SeenJti(models.Model):
         app_label = "sandbox"
         constraints = [models.UniqueConstraint(fields=["client", "jti"], name="sandbox_jti_unique")]
 
+    def __str__(self) -> str:
+        return self.jti
+
 
 class SigningKey(models.Model):
     """The sandbox's RSA key for id_tokens (published at jwks_uri)."""
@@ -191,3 +203,6 @@ class SigningKey(models.Model):
 
     class Meta:
         app_label = "sandbox"
+
+    def __str__(self) -> str:
+        return self.kid
