@@ -394,12 +394,15 @@ def exchange_code(client: Client, code: str, redirect_uri: str, verifier: str) -
         row = AuthCode.objects.filter(code_hash=token_hash(code)).first()
         if row is None or row.client_id != client.pk:
             raise OAuthError("invalid_grant", "unknown authorization code")
-        if row.used_at is not None:
+        replayed = row.used_at is not None
+        if replayed:
             # A replayed code revokes what it issued. Reference: RFC 6749 section 4.1.2
             Token.objects.filter(grant_id=f"code-{row.pk}").update(revoked=True)
-            raise OAuthError("invalid_grant", "authorization code already used")
-        row.used_at = timezone.now()
-        row.save(update_fields=["used_at"])
+        else:
+            row.used_at = timezone.now()
+            row.save(update_fields=["used_at"])
+    if replayed:
+        raise OAuthError("invalid_grant", "authorization code already used")
     if row.created_at + CODE_TTL < timezone.now():
         raise OAuthError("invalid_grant", "authorization code expired")
     if redirect_uri != row.redirect_uri:
@@ -432,14 +435,15 @@ def refresh(client: Client, value: str, scope: str) -> tuple[Grant, str]:
     if not value:
         raise OAuthError("invalid_request", "refresh_token is required")
     faults = client.faults or {}
+    row = Token.objects.filter(token_hash=token_hash(value), kind=Token.Kind.REFRESH).first()
+    if row is None or row.client_id != client.pk:
+        raise OAuthError("invalid_grant", "unknown refresh token")
+    if faults.get("revoke_refresh_tokens"):
+        Token.objects.filter(grant_id=row.grant_id).update(revoked=True)
+        raise OAuthError("invalid_grant", "refresh token revoked")
     with transaction.atomic():
-        row = Token.objects.filter(token_hash=token_hash(value), kind=Token.Kind.REFRESH).first()
-        if row is None or row.client_id != client.pk:
-            raise OAuthError("invalid_grant", "unknown refresh token")
-        if faults.get("revoke_refresh_tokens"):
-            row.revoked = True
-            row.save(update_fields=["revoked"])
-            raise OAuthError("invalid_grant", "refresh token revoked")
+        # Re-read inside the write transaction: two concurrent refreshes cannot both rotate.
+        row = Token.objects.get(pk=row.pk)
         if not row.is_active():
             raise OAuthError("invalid_grant", "refresh token expired or revoked")
         granted = row.scope.split()

@@ -123,6 +123,8 @@ def _scope_filter(token: Token, rtype: str, perm: str) -> Q | HttpResponse:
             except fhirsearch.SearchError:
                 continue
             part &= Q(pk__in=sub.values("pk"))
+        if not part:
+            return Q()  # an unrestricted scope (an empty Q would vanish in an OR)
         q |= part
     return q
 
