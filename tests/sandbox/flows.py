@@ -81,7 +81,10 @@ def standalone(
     verifier: str | None = None,
     challenge: str | None = None,
 ) -> tuple[dict[str, str], str, dict]:
-    """A full standalone launch: login, patient picker, consent. Returns (redirect params, verifier, request)."""
+    """A full standalone launch: login, patient picker, consent.
+
+    Returns (redirect params, verifier, authorize request params).
+    """
     if verifier is None:
         verifier, challenge = pkce()
     params = auth_params(sandbox, client_id, scope, code_challenge=challenge)
