@@ -196,7 +196,10 @@ def search(request: HttpRequest, rtype: str) -> HttpResponse:
     except fhirsearch.SearchError as e:
         return outcome(400, "invalid", str(e))
     total = qs.count()
-    rows = list(qs.values_list("body", flat=True)[offset : offset + count]) if count else []
+    # Deferred join: page through the index for ids only, then fetch just this page's bodies.
+    ids = list(qs.values_list("pk", flat=True)[offset : offset + count]) if count else []
+    bodies = dict(Resource.objects.filter(pk__in=ids).values_list("pk", "body"))
+    rows = [bodies[pk] for pk in ids]
     base = oauth.fhir_base(request)
     faults = token.client.faults or {}
     corrupt = faults.get("invalid_resources") and fault_mod.applies_to(faults, rtype)
