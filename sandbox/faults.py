@@ -1,0 +1,139 @@
+"""Fault/latency injection per client, and request counters for tests and benchmarks.
+
+Faults live in `Client.faults` (JSON), so they survive restarts and can be edited in the admin
+or switched at run time through the loopback-only `/_sandbox/faults` endpoint. Counters are kept
+in memory: the sandbox serves from one multi-threaded process, so they are exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+from django.db import transaction
+
+# name -> (type, description). Unknown keys are refused by the endpoint.
+FAULTS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "resource_type": (str, "limit FHIR faults to this resource type (blank = all)"),
+    "latency_ms": (int, "added latency on every FHIR request"),
+    "access_token_ttl": (int, "access tokens expire after N seconds"),
+    "revoke_refresh_tokens": (bool, "refresh tokens are refused (invalid_grant)"),
+    "refresh_rotation": (bool, "override the client's refresh-token rotation"),
+    "fhir_status": (int, "answer FHIR requests with this status (500, 503, 429, ...)"),
+    "fhir_status_times": (int, "only the next N FHIR requests fail (0/absent = all)"),
+    "retry_after": (int, "Retry-After seconds sent with 429/503 (default 1)"),
+    "token_status": (int, "answer token requests with this status (e.g. 500, 503)"),
+    "token_status_times": (int, "only the next N token requests fail (0/absent = all)"),
+    "malformed_json": (bool, "FHIR responses are truncated, invalid JSON"),
+    "invalid_resources": (bool, "FHIR responses carry resources that are not valid FHIR"),
+    "slow_ms": (int, "FHIR responses take this long (e.g. longer than the app's timeout)"),
+    "slow_times": (int, "only the next N FHIR requests are slow (0/absent = all)"),
+    "looping_next": (bool, "searchset `next` links point back to the same page"),
+    "drop_scopes": (list, "scopes removed from every grant (as if the user unticked them)"),
+}
+
+
+class FaultError(ValueError):
+    pass
+
+
+def validate(settings: dict) -> dict:
+    """A clean fault dict from user input, or FaultError."""
+    if not isinstance(settings, dict):
+        raise FaultError("faults must be a JSON object")
+    clean: dict = {}
+    for key, value in settings.items():
+        if key not in FAULTS:
+            raise FaultError(f"unknown fault: {key}")
+        expected = FAULTS[key][0]
+        if value is None:
+            continue
+        if expected is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise FaultError(f"{key} must be a non-negative integer")
+        if expected is bool and not isinstance(value, bool):
+            raise FaultError(f"{key} must be true or false")
+        if expected is str and not isinstance(value, str):
+            raise FaultError(f"{key} must be a string")
+        if expected is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise FaultError(f"{key} must be a list of strings")
+        clean[key] = value
+    return clean
+
+
+def applies_to(faults: dict, rtype: str | None) -> bool:
+    limit = faults.get("resource_type")
+    return not limit or limit == rtype
+
+
+def consume(client_pk: int, key: str, times_key: str) -> bool:
+    """Whether a counted fault fires now; decrements its counter atomically in the database."""
+    from sandbox.store import Client
+
+    with transaction.atomic():
+        client = Client.objects.select_for_update().get(pk=client_pk)
+        faults = dict(client.faults or {})
+        if not faults.get(key):
+            return False
+        times = faults.get(times_key)
+        if not times:
+            return True
+        faults[times_key] = times - 1
+        if faults[times_key] == 0:
+            faults.pop(key, None)
+            faults.pop(times_key, None)
+        client.faults = faults
+        client.save(update_fields=["faults"])
+        return True
+
+
+class Stats:
+    """Thread-safe counters of token-endpoint calls and FHIR requests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._token: dict[str, int] = defaultdict(int)
+            self._token_by_client: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            self._fhir: dict[str, int] = defaultdict(int)
+            self._fhir_by_client: dict[str, int] = defaultdict(int)
+            self._fhir_total = 0
+            self._other: dict[str, int] = defaultdict(int)
+
+    def token(self, grant_type: str) -> None:
+        """Every call that reaches the token endpoint, before client authentication."""
+        with self._lock:
+            self._token[grant_type] += 1
+
+    def token_client(self, grant_type: str, client_id: str) -> None:
+        """Calls by an authenticated client."""
+        with self._lock:
+            self._token_by_client[client_id][grant_type] += 1
+
+    def fhir(self, rtype: str) -> None:
+        with self._lock:
+            self._fhir_total += 1
+            self._fhir[rtype] += 1
+
+    def fhir_client(self, client_id: str) -> None:
+        with self._lock:
+            self._fhir_by_client[client_id] += 1
+
+    def other(self, name: str) -> None:
+        with self._lock:
+            self._other[name] += 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "token": {"total": sum(self._token.values()), **self._token},
+                "token_by_client": {k: dict(v) for k, v in self._token_by_client.items()},
+                "fhir": {"total": self._fhir_total, "by_type": dict(self._fhir)},
+                "fhir_by_client": dict(self._fhir_by_client),
+                "other": dict(self._other),
+            }
+
+
+stats = Stats()

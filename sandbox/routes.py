@@ -1,0 +1,37 @@
+"""Routes of the sandbox EHR (namespace `sandbox`), included by sandbox/urls.py."""
+
+from django.http import HttpResponseRedirect
+from django.urls import path, re_path
+
+from sandbox import views_ehr, views_fhir, views_oauth, views_testing
+
+app_name = "sandbox"
+
+_TYPE = r"(?P<rtype>[A-Za-z]+)"
+_ID = r"(?P<rid>[A-Za-z0-9\-.]{1,64})"
+
+urlpatterns = [
+    path("", lambda request: HttpResponseRedirect("/ehr/"), name="root"),
+    path("fhir/.well-known/smart-configuration", views_oauth.smart_configuration, name="smart_configuration"),
+    path("fhir/metadata", views_fhir.metadata, name="metadata"),
+    re_path(rf"^fhir/{_TYPE}/_search$", views_fhir.search, name="search_post"),
+    re_path(rf"^fhir/{_TYPE}/{_ID}$", views_fhir.read, name="read"),
+    re_path(rf"^fhir/{_TYPE}$", views_fhir.search, name="search"),
+    re_path(r"^fhir/(?P<rest>.*)$", views_fhir.not_found, name="fhir_not_found"),
+    path(".well-known/jwks.json", views_oauth.jwks, name="jwks"),
+    path("smart-style.json", views_oauth.smart_style, name="smart_style"),
+    path("auth/authorize", views_oauth.authorize, name="authorize"),
+    path("auth/authorize/<str:txn_id>", views_oauth.authorize_continue, name="authorize_continue"),
+    path("auth/token", views_oauth.token, name="token"),
+    path("auth/introspect", views_oauth.introspect, name="introspect"),
+    path("auth/revoke", views_oauth.revoke, name="revoke"),
+    path("auth/login", views_oauth.login, name="login"),
+    path("auth/logout", views_oauth.logout, name="logout"),
+    path("ehr/", views_ehr.home, name="ehr_home"),
+    path("ehr/patients/<str:pid>/", views_ehr.chart, name="ehr_chart"),
+    path("_sandbox/health", views_testing.health, name="health"),
+    path("_sandbox/faults", views_testing.faults, name="faults"),
+    path("_sandbox/stats", views_testing.stats_view, name="stats"),
+    path("_sandbox/clients", views_testing.clients, name="clients"),
+    path("_sandbox/launch", views_testing.launch, name="launch"),
+]

@@ -1,0 +1,91 @@
+"""One sandbox EHR per test session (real HTTP), plus keys and a JWKS server for private_key_jwt."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.sandbox.flows import APP, REDIRECT
+from tests.sandbox_server import SandboxServer, start_sandbox
+
+pytestmark = pytest.mark.e2e
+
+
+def _public_jwk(private, kid: str, alg: str) -> dict:
+    algo = jwt.algorithms.RSAAlgorithm if alg == "RS384" else jwt.algorithms.ECAlgorithm
+    jwk = json.loads(algo.to_jwk(private.public_key()))
+    jwk.update({"kid": kid, "alg": alg, "use": "sig"})
+    return jwk
+
+
+@pytest.fixture(scope="session")
+def keys() -> dict:
+    return {
+        "RS384": ("rsa-1", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        "ES384": ("ec-1", ec.generate_private_key(ec.SECP384R1())),
+    }
+
+
+@pytest.fixture(scope="session")
+def jwks_url(keys) -> Iterator[str]:
+    """The app's JWKS, served on a loopback port like a real app would."""
+    body = json.dumps({"keys": [_public_jwk(k, kid, alg) for alg, (kid, k) in keys.items()]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, jwks_url) -> Iterator[SandboxServer]:
+    clients = [
+        {
+            "client_id": APP,
+            "client_secret": "app-secret",
+            "redirect_uris": [REDIRECT, "http://localhost:8765/other"],
+            "launch_url": "http://localhost:8765/launch",
+            "name": "Dashboard",
+        },
+        {
+            "client_id": "jwt-app",
+            "jwks_url": jwks_url,
+            "redirect_uris": [REDIRECT],
+            "launch_url": "http://localhost:8765/launch",
+        },
+        {
+            "client_id": "norotate-app",
+            "client_secret": "s3",
+            "redirect_uris": [REDIRECT],
+            "rotate_refresh_tokens": False,
+        },
+        {
+            "client_id": "narrow-app",
+            "client_secret": "s4",
+            "redirect_uris": [REDIRECT],
+            "scope": "openid fhirUser launch/patient patient/Patient.rs patient/Observation.rs",
+        },
+        {"client_id": "fault-app", "client_secret": "s5", "redirect_uris": [REDIRECT]},
+    ]
+    db = tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite3"
+    with start_sandbox(db, clients) as server:
+        yield server

@@ -1,0 +1,145 @@
+"""Start the sandbox EHR in a subprocess for tests: `start_sandbox(db_path, clients)`.
+
+Each server gets its own SQLite file and a free loopback port, is polled until ready, and is
+always stopped (use it as a context manager or call `.stop()`). Client dicts take the fields of
+`sandbox.registry.from_dict`: client_id, client_secret | jwks_url | jwks, redirect_uris (or
+redirect_uri), launch_url, scope, name, rotate_refresh_tokens, consent_on_ehr_launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class SandboxServer:
+    """A running sandbox EHR; `.base_url`, `.fhir_base`, helpers for the test-only endpoints."""
+
+    def __init__(self, process: subprocess.Popen, base_url: str, log_path: Path) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.fhir_base = base_url + "/fhir"
+        self.token_url = base_url + "/auth/token"
+        self.authorize_url = base_url + "/auth/authorize"
+        self.log_path = log_path
+
+    def __enter__(self) -> SandboxServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # --- test-only endpoints (loopback) ------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        resp = requests.request(method, self.base_url + path, timeout=10, **kwargs)
+        resp.raise_for_status()
+        return resp.json()
+
+    def set_faults(self, client_id: str, merge: bool = False, **faults) -> dict:
+        """Replace (or merge into) a client's faults, e.g. set_faults("app", latency_ms=200)."""
+        return self._call(
+            "POST", "/_sandbox/faults", json={"client_id": client_id, "faults": faults, "merge": merge}
+        )
+
+    def reset_faults(self, client_id: str | None = None) -> dict:
+        return self._call(
+            "DELETE", "/_sandbox/faults", params={"client_id": client_id} if client_id else None
+        )
+
+    def stats(self) -> dict:
+        return self._call("GET", "/_sandbox/stats")
+
+    def reset_stats(self) -> dict:
+        return self._call("DELETE", "/_sandbox/stats")
+
+    def register_client(self, client: dict) -> dict:
+        return self._call("POST", "/_sandbox/clients", json=client)
+
+    def create_launch(
+        self, client_id: str, patient: str, encounter: str = "", user: str = "Practitioner/prac-smith"
+    ) -> dict:
+        """An EHR launch as the chart's app tab makes it: {"launch", "iss", "launch_url"}."""
+        body = {"client_id": client_id, "patient": patient, "encounter": encounter, "user": user}
+        return self._call("POST", "/_sandbox/launch", json=body)
+
+
+def start_sandbox(
+    db_path: Path,
+    clients: list[dict],
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 60.0,
+) -> SandboxServer:
+    """Start `manage.py runsandbox` on a free port with its own DB, register clients, wait until ready."""
+    db_path = Path(db_path).resolve()
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    clients_file = db_path.with_name(db_path.name + ".clients.json")
+    clients_file.write_text(json.dumps(clients))
+    log_path = db_path.with_name(db_path.name + ".log")
+    env = {
+        **os.environ,
+        "DEBUG": "True",
+        "DJANGO_SETTINGS_MODULE": "sandbox.settings",
+        "SANDBOX_DATABASE_URL": f"sqlite:///{db_path}",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("SANDBOX_BASE_URL", None)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    cmd = [
+        sys.executable,
+        str(REPO / "manage.py"),
+        "runsandbox",
+        netloc,
+        "--db",
+        str(db_path),
+        "--clients",
+        str(clients_file),
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = SandboxServer(process, f"http://{netloc}", log_path)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"sandbox exited with {process.returncode}:\n{server.log()[-3000:]}")
+            try:
+                if requests.get(server.base_url + "/_sandbox/health", timeout=1).status_code == 200:
+                    return server
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"sandbox not ready after {timeout}s:\n{server.log()[-3000:]}")
+    except BaseException:
+        server.stop()
+        raise
