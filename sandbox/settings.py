@@ -94,7 +94,8 @@ CSRF_COOKIE_SECURE = False
 SESSION_COOKIE_AGE = 8 * 3600
 X_FRAME_OPTIONS = "SAMEORIGIN"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# Not "no-referrer": with it browsers send `Origin: null` on form posts and CSRF refuses them.
+SECURE_REFERRER_POLICY = "same-origin"
 LOGIN_URL = "sandbox:login"
 
 LANGUAGE_CODE = "en-us"

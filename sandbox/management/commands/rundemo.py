@@ -1,0 +1,125 @@
+"""`python manage.py rundemo`: the app beside the sandbox EHR, registered with each other (dev only).
+
+What `make run` calls. It migrates the app's database, registers the sandbox as an EHR in the
+app and the app as a client of the sandbox (with a fresh client secret, or private_key_jwt
+against the app's JWKS URL), starts both servers on different sites (EHR on 127.0.0.1, app on
+localhost, so the EHR's iframe is cross-site as in real EHRs) and prints where to go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from smartapp.models import Ehr
+
+DEMO_CLIENT_ID = "smart-dashboard-demo"
+
+
+class Command(BaseCommand):
+    help = "Run the app beside the sandbox EHR, registered with each other (DEBUG only)."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--app-port", type=int, default=8000)
+        parser.add_argument("--ehr-port", type=int, default=9000)
+        parser.add_argument(
+            "--auth-method",
+            choices=[Ehr.AuthMethod.CLIENT_SECRET_BASIC, Ehr.AuthMethod.PRIVATE_KEY_JWT],
+            default=Ehr.AuthMethod.CLIENT_SECRET_BASIC,
+            help="How the app authenticates to the sandbox's token endpoint.",
+        )
+
+    def handle(self, *args, **opts):
+        if not settings.DEBUG:
+            raise CommandError("rundemo is a development command: run it with DEBUG=True.")
+        app_url = f"http://localhost:{opts['app_port']}"
+        ehr_url = f"http://127.0.0.1:{opts['ehr_port']}"
+        fhir_base = f"{ehr_url}/fhir"
+        asymmetric = opts["auth_method"] == Ehr.AuthMethod.PRIVATE_KEY_JWT
+        secret = "" if asymmetric else secrets.token_urlsafe(32)
+
+        call_command("migrate", verbosity=0, interactive=False)
+        call_command("createcachetable", verbosity=0)
+        register = {
+            "name": "Sandbox EHR",
+            "iss": fhir_base,
+            "client_id": DEMO_CLIENT_ID,
+            "auth_method": opts["auth_method"],
+            "frame_ancestor": [ehr_url],
+            "slug": "sandbox",
+        }
+        if secret:
+            register["client_secret"] = secret
+        call_command("register_ehr", stdout=open(os.devnull, "w"), **register)  # noqa: SIM115
+
+        client = {
+            "client_id": DEMO_CLIENT_ID,
+            "name": "SMART Dashboard (demo)",
+            "redirect_uris": [f"{app_url}/callback"],
+            "launch_url": f"{app_url}/launch",
+        }
+        client.update({"jwks_url": f"{app_url}/.well-known/jwks.json"} if asymmetric else {"client_secret": secret})
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as clients_file:
+            json.dump([client], clients_file)
+
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        env = {**os.environ, "DEBUG": "True", "SMART_APP_BASE_URL": app_url}
+        processes = [
+            subprocess.Popen(
+                [*manage, "runsandbox", f"127.0.0.1:{opts['ehr_port']}", "--clients", clients_file.name], env=env
+            ),
+            subprocess.Popen([*manage, "runserver", f"localhost:{opts['app_port']}", "--noreload"], env=env),
+        ]
+        try:
+            self._wait_ready(f"{ehr_url}/_sandbox/health", processes)
+            self._wait_ready(f"{app_url}/healthz", processes)
+            Path(clients_file.name).unlink(missing_ok=True)
+            self.stdout.write(
+                self.style.SUCCESS("\nThe SMART dashboard demo is running.\n")
+                + f"  EHR launch:        open {ehr_url}/ehr/  (log in as dr.smith / demo), open a chart,\n"
+                "                     then the 'SMART Dashboard' tab.\n"
+                f"  Standalone launch: open {app_url}/  and pick 'Sandbox EHR'.\n"
+                f"  App admin:         {app_url}/admin/  (create a user: python manage.py createsuperuser)\n"
+                "Press Ctrl-C to stop both servers."
+            )
+            while all(p.poll() is None for p in processes):
+                time.sleep(0.5)
+            raise CommandError("a server stopped unexpectedly; see its output above")
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping.")
+        finally:
+            Path(clients_file.name).unlink(missing_ok=True)
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    @staticmethod
+    def _wait_ready(url: str, processes: list[subprocess.Popen], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in processes):
+                raise CommandError("a server failed to start; see its output above")
+            try:
+                requests.get(url, timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise CommandError(f"{url} did not answer within {timeout:.0f} s")
