@@ -103,4 +103,5 @@ class EhrAdmin(admin.ModelAdmin):
             },
         )
 
+
 from smartapp import audit_admin  # noqa: E402, F401  (read-only audit trail admin)

@@ -71,18 +71,20 @@ class Command(BaseCommand):
             "redirect_uris": [f"{app_url}/callback"],
             "launch_url": f"{app_url}/launch",
         }
-        client.update({"jwks_url": f"{app_url}/.well-known/jwks.json"} if asymmetric else {"client_secret": secret})
+        client.update(
+            {"jwks_url": f"{app_url}/.well-known/jwks.json"} if asymmetric else {"client_secret": secret}
+        )
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as clients_file:
             json.dump([client], clients_file)
 
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         env = {**os.environ, "DEBUG": "True", "SMART_APP_BASE_URL": app_url}
-        processes = [
-            subprocess.Popen(
-                [*manage, "runsandbox", f"127.0.0.1:{opts['ehr_port']}", "--clients", clients_file.name], env=env
-            ),
-            subprocess.Popen([*manage, "runserver", f"localhost:{opts['app_port']}", "--noreload"], env=env),
+        commands = [
+            [*manage, "runsandbox", f"127.0.0.1:{opts['ehr_port']}", "--clients", clients_file.name],
+            [*manage, "runserver", f"localhost:{opts['app_port']}", "--noreload"],
         ]
+        # Fixed argument lists of our own manage.py, no shell: nothing untrusted reaches them.
+        processes = [subprocess.Popen(command, env=env) for command in commands]  # noqa: S603
         try:
             self._wait_ready(f"{ehr_url}/_sandbox/health", processes)
             self._wait_ready(f"{app_url}/healthz", processes)
