@@ -291,11 +291,9 @@ _UCUM_DISPLAY = {
 
 
 def quantity_unit(quantity: Any) -> str:
-    unit = (quantity.unit or "").strip()
-    if unit:
-        return unit
-    code = (quantity.code or "").strip()
-    return _UCUM_DISPLAY.get(code, "" if code == "1" else code)
+    """The unit as a person reads it; EHRs often put the UCUM code (mm[Hg], Cel) in `unit` too."""
+    unit = (quantity.unit or "").strip() or (quantity.code or "").strip()
+    return _UCUM_DISPLAY.get(unit, "" if unit == "1" else unit)
 
 
 def _to_float(value: Any) -> float | None:
