@@ -147,6 +147,11 @@ class Launch(models.Model):
     def granted_scopes(self) -> set[str]:
         return set(self.scope.split())
 
+    def scopes_not_granted(self) -> list[str]:
+        """Scopes the app asked for that the EHR (or the user, at consent) did not grant."""
+        granted = self.granted_scopes()
+        return [scope for scope in self.requested_scope.split() if scope not in granted]
+
     def expires_within(self, seconds: float) -> bool:
         """True when the access token is expired or will be within `seconds`."""
         if self.expires_at is None:

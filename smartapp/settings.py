@@ -167,6 +167,7 @@ SMART_FRAMEABLE_VIEWS = [
     "smartapp:launch",
     "smartapp:callback",
     "smartapp:standalone",
+    "smartapp:logout",  # signing out from inside the EHR's iframe must show its page there
     "clinical:*",
 ]
 # Views of these apps (top-level package or URL namespace) get no CSP from the middleware: the
