@@ -35,11 +35,11 @@ FRAMEABLE_URLS = [
     reverse("smartapp:callback"),
     reverse("smartapp:standalone", kwargs={"slug": "any"}),
     reverse("clinical:dashboard", kwargs={"handle": "not-a-real-handle"}),
+    reverse("smartapp:logout"),  # signing out inside the EHR's iframe shows its page there
 ]
 NOT_FRAMEABLE_URLS = [
     "/admin/login/",
     reverse("smartapp:jwks"),
-    reverse("smartapp:logout"),
     "/healthz",
     "/no-such-page",
 ]
