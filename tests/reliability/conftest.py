@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sqlite3
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +36,7 @@ REFRESH = "rt-canary-5b21cd"
 CODE = "code-canary-91d0"
 CLIENT_SECRET = "test-secret"  # the shared `ehr` fixture's secret
 CANARIES = (ACCESS, REFRESH, CODE, CLIENT_SECRET)
+BEARER = re.compile(r"(?i)\b(bearer|basic) (?!token\b)[A-Za-z0-9._~+/=-]{8,}")
 FHIR_READ_TIMEOUT = "1.0"  # seconds, for the e2e app: a `slow_ms` fault of 2500 is a timeout
 
 
@@ -44,7 +46,7 @@ def assert_no_secrets(*texts: str, extra: Iterable[str] = ()) -> None:
     for secret in (*CANARIES, *extra):
         if secret:
             assert secret not in joined, f"secret leaked: {secret[:6]}…"
-    assert "Bearer " not in joined
+    assert not BEARER.search(joined), "a bearer credential leaked"
     assert "eyJ" not in joined  # a JWT (id_token, client assertion)
 
 
@@ -118,7 +120,7 @@ class LeakWatch:
         joined = "\n".join((*texts, log))
         for secret in self.secrets:
             assert secret not in joined, f"secret leaked: {secret[:4]}…"
-        assert "Bearer " not in joined
+        assert not BEARER.search(joined), "a bearer credential leaked"
         assert "eyJ" not in joined
 
 
