@@ -89,13 +89,32 @@ def rbrowser(rstack) -> Browser:
     return Browser(rstack)
 
 
+def _fernet(stack: Stack) -> MultiFernet:
+    return MultiFernet([Fernet(k.encode()) for k in stack.app.env["TOKEN_ENCRYPTION_KEYS"].split(",")])
+
+
+def _sqlite_path(stack: Stack) -> str:
+    url = stack.app.env["DATABASE_URL"]
+    assert url.startswith("sqlite:///"), "the e2e leak checks read the app's SQLite database"
+    return url.removeprefix("sqlite:///")
+
+
+def launch_tokens(stack: Stack, handle: str) -> tuple[str, str]:
+    """(access token, refresh token) of one launch, read from the app's SQLite database."""
+    with sqlite3.connect(_sqlite_path(stack), timeout=10) as db:
+        row = db.execute(
+            "SELECT access_token, refresh_token FROM smartapp_launch WHERE handle = ?", (handle,)
+        ).fetchone()
+    assert row is not None, "no such launch"
+    fernet = _fernet(stack)
+    return tuple(fernet.decrypt(v.encode()).decode() if v else "" for v in row)  # type: ignore[return-value]
+
+
 def app_tokens(stack: Stack) -> set[str]:
     """Every access/refresh token the app currently holds (read from its SQLite DB, decrypted)."""
-    url = stack.app.env["DATABASE_URL"]
-    assert url.startswith("sqlite:///")
-    fernet = MultiFernet([Fernet(k.encode()) for k in stack.app.env["TOKEN_ENCRYPTION_KEYS"].split(",")])
+    fernet = _fernet(stack)
     found: set[str] = set()
-    with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10) as db:
+    with sqlite3.connect(_sqlite_path(stack), timeout=10) as db:
         for row in db.execute("SELECT access_token, refresh_token FROM smartapp_launch"):
             for value in row:
                 if value:
@@ -127,3 +146,19 @@ class LeakWatch:
 @pytest.fixture
 def leaks(rstack) -> LeakWatch:
     return LeakWatch(rstack)
+
+
+EXPIRE_SNIPPET = (
+    "from datetime import timedelta; from django.utils import timezone; "
+    "from smartapp.models import Launch; "
+    "print(Launch.objects.update(expires_at=timezone.now() - timedelta(seconds=5)))"
+)
+
+
+def expire_launches(stack: Stack) -> int:
+    """Make every launch's access token expired now, in the app's own database."""
+    url = stack.app.env["DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10) as db:
+            return db.execute("UPDATE smartapp_launch SET expires_at = '2000-01-01 00:00:00'").rowcount
+    return int(stack.app.manage("shell", "-c", EXPIRE_SNIPPET).stdout.strip())
