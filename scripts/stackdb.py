@@ -61,4 +61,5 @@ def expire_launches(stack: Stack) -> int:
     if url.startswith("sqlite:///"):
         with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10) as db:
             return db.execute("UPDATE smartapp_launch SET expires_at = '2000-01-01 00:00:00'").rowcount
-    return int(stack.app.manage("shell", "-c", EXPIRE_SNIPPET).stdout.strip())
+    output = stack.app.manage("shell", "--no-imports", "-c", EXPIRE_SNIPPET).stdout.strip()
+    return int(output.splitlines()[-1])
