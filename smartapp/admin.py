@@ -84,6 +84,27 @@ class EhrAdmin(admin.ModelAdmin):
         ("Discovery", {"fields": ("discovery", "discovered_at", "created_at", "updated_at")}),
     )
 
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        """View-only staff get read-only fields, which would render the decrypted secret: show
+        only whether one is stored."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        hidden = {"client_secret", "clear_client_secret"}
+        return [
+            (name, {**opts, "fields": tuple(f for f in opts["fields"] if f not in hidden)
+                    + (("client_secret_status",) if "client_secret" in opts["fields"] else ())})
+            for name, opts in fieldsets
+        ]  # fmt: skip
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if self.has_change_permission(request, obj) else (*fields, "client_secret_status")
+
+    @admin.display(description="client secret")
+    def client_secret_status(self, obj: Ehr) -> str:
+        return "stored (encrypted, never shown)" if obj and obj.client_secret else "none"
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if isinstance(db_field, models.URLField):
             kwargs["assume_scheme"] = "https"
