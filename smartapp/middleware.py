@@ -40,15 +40,6 @@ class LaunchContextMiddleware:
         launch = session.launch_for(request, handle)
         if launch is None:
             return render(request, "smartapp/session_ended.html", {"reason": "unknown"}, status=401)
-        if not launch.refresh_token and launch.expires_within(0):
-            # Expired and nothing to renew it with (the EHR granted no offline/online access).
-            session.forget_launch(request, handle)
-            return render(
-                request,
-                "smartapp/session_ended.html",
-                {"reason": "expired", "ehr": launch.ehr, "kind": launch.kind},
-                status=401,
-            )
         if launch.refresh_token and launch.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
             try:
                 launch = refresh_access_token(launch)

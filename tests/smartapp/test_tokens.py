@@ -164,18 +164,6 @@ def test_it_clears_a_launch_whose_refresh_fails(client, smart_ehr, mocked):
     assert not Launch.objects.filter(pk=launch.pk).exists()
 
 
-def test_it_ends_an_expired_launch_that_has_no_refresh_token(client, smart_ehr, mocked):
-    launch = _launch(smart_ehr, expires_in=-5, refresh_token="")
-    store = client.session
-    store[session.LAUNCHES_KEY] = [launch.handle]
-    store.save()
-    response = client.get(f"/c/{launch.handle}/")  # `mocked` fails the test on any FHIR call
-    assert response.status_code == 401
-    assert b"did not allow the app to renew it" in response.content
-    assert f"/standalone/{smart_ehr.slug}/".encode() in response.content
-    assert not Launch.objects.filter(pk=launch.pk).exists()
-
-
 def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monkeypatch):
     monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.2)
     stale = _launch(smart_ehr)
