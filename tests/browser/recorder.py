@@ -1,0 +1,95 @@
+"""What a browser profile did: every request and response, checked for leaks and crashes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+# Query/fragment keys that would put a credential in a URL (browser history, logs, Referer).
+SECRET_PARAMS = {"access_token", "refresh_token", "id_token", "token", "client_secret", "client_assertion"}
+JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.")
+
+
+@dataclass
+class Seen:
+    method: str
+    url: str
+    referer: str = ""
+    status: int | None = None
+
+
+@dataclass
+class Recorder:
+    """A BrowserContext plus the log of its traffic; `final` is the page screenshotted at the end."""
+
+    context: object
+    app_origin: str
+    requests: list[Seen] = field(default_factory=list)
+    responses: list[Seen] = field(default_factory=list)
+    final: object | None = None
+
+    def __post_init__(self) -> None:
+        self.context.on("request", self._on_request)
+        self.context.on("response", self._on_response)
+
+    def _on_request(self, request) -> None:
+        headers = request.headers
+        self.requests.append(Seen(request.method, request.url, headers.get("referer", "")))
+
+    def _on_response(self, response) -> None:
+        self.responses.append(Seen(response.request.method, response.url, status=response.status))
+
+    def new_page(self):
+        page = self.context.new_page()
+        self.final = page
+        return page
+
+    def app_urls(self) -> list[str]:
+        return [r.url for r in self.requests if _origin(r.url) == self.app_origin]
+
+    def statuses(self, path: str) -> list[int]:
+        """Statuses of the app's responses for `path` (exact path, any query)."""
+        return [
+            r.status
+            for r in self.responses
+            if _origin(r.url) == self.app_origin and urlsplit(r.url).path == path
+        ]
+
+    def screenshot(self, path: Path) -> None:
+        page = self.final if self.final is not None and not self.final.is_closed() else None
+        if page is None:
+            open_pages = [p for p in self.context.pages if not p.is_closed()]
+            page = open_pages[-1] if open_pages else None
+        if page is not None:
+            page.screenshot(path=str(path), full_page=True)
+
+    def assert_clean(self) -> None:
+        """No 5xx anywhere; no token in any app URL; an auth code only on the /callback hop."""
+        crashed = [f"{r.status} {r.method} {r.url}" for r in self.responses if (r.status or 0) >= 500]
+        assert not crashed, f"server errors seen by the browser: {crashed}"
+
+        codes: set[str] = set()
+        for url in self.app_urls():
+            parts = urlsplit(url)
+            params = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(
+                parts.fragment, keep_blank_values=True
+            )
+            for key, value in params:
+                assert key not in SECRET_PARAMS, f"{key} in an app URL: {parts.path}"
+                if key == "code":
+                    assert parts.path == "/callback", f"authorization code in an app URL: {parts.path}"
+                    codes.add(value)
+            assert not JWT.search(url), f"a JWT in an app URL: {parts.path}"
+        # The code may travel only on its own /callback hop: never in another URL or a Referer.
+        for seen in self.requests:
+            hop = _origin(seen.url) == self.app_origin and urlsplit(seen.url).path == "/callback"
+            for code in codes:
+                assert hop or code not in seen.url, f"authorization code leaked into {urlsplit(seen.url).path}"
+                assert code not in seen.referer, f"authorization code in a Referer to {_origin(seen.url)}"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
