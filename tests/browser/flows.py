@@ -47,7 +47,7 @@ def standalone_launch(
 ) -> None:
     """From the app's home page through the sandbox's sign-in, patient picker and consent."""
     page.goto(stack.app.base_url + "/")
-    page.get_by_role("link", name="Sandbox EHR").click()
+    page.get_by_role("link", name="Sandbox EHR", exact=True).click()
     if not signed_in:
         sign_in(page)
     pick_patient(page, patient)

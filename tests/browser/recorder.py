@@ -86,7 +86,8 @@ class Recorder:
         for seen in self.requests:
             hop = _origin(seen.url) == self.app_origin and urlsplit(seen.url).path == "/callback"
             for code in codes:
-                assert hop or code not in seen.url, f"authorization code leaked into {urlsplit(seen.url).path}"
+                where = urlsplit(seen.url).path
+                assert hop or code not in seen.url, f"authorization code leaked into {where}"
                 assert code not in seen.referer, f"authorization code in a Referer to {_origin(seen.url)}"
 
 

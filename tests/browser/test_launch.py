@@ -27,6 +27,7 @@ def test_it_completes_an_ehr_launch_inside_the_ehrs_cross_site_iframe(recorder, 
     expect(encounter.get_by_role("heading", name="Current encounter")).to_be_visible()
     expect(encounter).to_contain_text("in-progress")
     expect(encounter).to_contain_text("ongoing")
+    expect(app.locator("#panel-problems")).to_contain_text("Hyperlipidemia")  # James Chen's problem list
     # The EHR shows the banner (need_patient_banner=false), so the app does not repeat it.
     expect(app.locator("#panel-banner")).to_have_count(0)
     frame = page.locator("iframe.app").element_handle().content_frame()
