@@ -57,17 +57,27 @@ class Recorder:
             if _origin(r.url) == self.app_origin and urlsplit(r.url).path == path
         ]
 
-    def screenshot(self, path: Path) -> None:
-        page = self.final if self.final is not None and not self.final.is_closed() else None
-        if page is None:
-            open_pages = [p for p in self.context.pages if not p.is_closed()]
-            page = open_pages[-1] if open_pages else None
-        if page is not None:
-            page.screenshot(path=str(path), full_page=True)
+    def server_errors(self) -> list[str]:
+        return [f"{r.status} {r.method} {r.url}" for r in self.responses if (r.status or 0) >= 500]
+
+    def screenshot(self, path: Path) -> list[Path]:
+        """The final page as `path`; any other open tab as `<stem>-tab<N>.png` beside it."""
+        pages = [p for p in self.context.pages if not p.is_closed()]
+        if not pages:
+            return []
+        final = self.final if self.final in pages else pages[-1]
+        saved = [path]
+        final.screenshot(path=str(path), full_page=True)
+        for number, page in enumerate(pages, start=1):
+            if page is not final:
+                other = path.with_name(f"{path.stem}-tab{number}{path.suffix}")
+                page.screenshot(path=str(other), full_page=True)
+                saved.append(other)
+        return saved
 
     def assert_clean(self) -> None:
         """No 5xx anywhere; no token in any app URL; an auth code only on the /callback hop."""
-        crashed = [f"{r.status} {r.method} {r.url}" for r in self.responses if (r.status or 0) >= 500]
+        crashed = self.server_errors()
         assert not crashed, f"server errors seen by the browser: {crashed}"
 
         codes: set[str] = set()

@@ -45,6 +45,9 @@ def test_it_completes_a_standalone_launch_to_the_chosen_patients_dashboard(recor
     expect_dashboard(page, GARCIA_BANNER)
     expect(page.locator("#panel-problems")).to_contain_text("Hypertensive disorder")
     expect(page).to_have_url(re.compile(rf"^{re.escape(stack.app.base_url)}/c/[\w-]+/$"))
+    # The code came back on the /callback hop (which the fixture's URL checks then vet).
+    callbacks = [u for u in recorder.app_urls() if urlsplit(u).path == "/callback"]
+    assert len(callbacks) == 1 and "code=" in callbacks[0]
 
 
 def test_it_explains_a_launch_from_an_unknown_issuer(recorder, stack):

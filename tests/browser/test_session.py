@@ -67,6 +67,7 @@ def test_it_explains_a_revoked_refresh_token_and_signs_in_again(recorder, stack)
     pick_patient(page, GARCIA)  # still signed in at the EHR: no password asked
     consent(page)
     expect_dashboard(page, GARCIA_BANNER)
+    assert recorder.server_errors() == []
 
 
 def test_it_keeps_each_tabs_patient_across_reloads(recorder, stack):
