@@ -30,7 +30,7 @@ def test_it_says_which_panel_is_not_authorized_when_a_scope_is_unticked(recorder
 
     expect_dashboard(page, GARCIA_BANNER)
     problems = page.locator("#panel-problems")
-    expect(problems.get_by_role("status")).to_contain_text("Not authorized")
+    expect(problems.get_by_role("status")).to_have_text("Not authorized: patient/Condition.rs not granted.")
     expect(problems).not_to_contain_text("Hypertensive disorder")
     # The panels whose scopes were granted still show data.
     expect(page.locator("#panel-vitals")).to_contain_text("Blood pressure")

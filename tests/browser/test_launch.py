@@ -36,6 +36,11 @@ def test_it_completes_an_ehr_launch_inside_the_ehrs_cross_site_iframe(recorder, 
     assert recorder.statuses("/launch") == [302]
     assert recorder.statuses("/callback") == [302]
     assert urlsplit(page.url).netloc == urlsplit(stack.sandbox.base_url).netloc
+    # The app's session lives in a cookie partitioned under the EHR's site (CHIPS), as set in the frame.
+    session = next(c for c in recorder.context.cookies(stack.app.base_url) if c["name"] == "sessionid")
+    ehr_site = "http://" + urlsplit(stack.sandbox.base_url).hostname
+    assert session.get("partitionKey") == ehr_site, session.get("partitionKey")
+    assert (session["secure"], session["sameSite"], session["httpOnly"]) == (True, "None", True)
 
 
 def test_it_completes_a_standalone_launch_to_the_chosen_patients_dashboard(recorder, stack):
