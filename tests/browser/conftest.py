@@ -38,6 +38,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
     "--no-first-run",
+    # Block unpartitioned third-party cookies (as Safari, Firefox and Chrome's opt-out do), so the
+    # EHR-launch test proves the app's Partitioned (CHIPS) cookies, whatever Chromium's default.
+    "--test-third-party-cookie-phaseout",
 ]
 ACTION_TIMEOUT_MS = 15_000  # generous for a loaded 2-core machine, yet bounded
 NAVIGATION_TIMEOUT_MS = 20_000

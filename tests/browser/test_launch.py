@@ -41,6 +41,13 @@ def test_it_completes_an_ehr_launch_inside_the_ehrs_cross_site_iframe(recorder, 
     ehr_site = "http://" + urlsplit(stack.sandbox.base_url).hostname
     assert session.get("partitionKey") == ehr_site, session.get("partitionKey")
     assert (session["secure"], session["sameSite"], session["httpOnly"]) == (True, "None", True)
+    # Control: this browser blocks unpartitioned third-party cookies, so only CHIPS kept the session.
+    jar = frame.evaluate(
+        "() => { document.cookie = 'unpartitioned=1; Secure; SameSite=None; Path=/';"
+        " document.cookie = 'partitioned=1; Secure; SameSite=None; Path=/; Partitioned';"
+        " return document.cookie; }"
+    )
+    assert jar.split("; ") == ["partitioned=1"], jar
 
 
 def test_it_completes_a_standalone_launch_to_the_chosen_patients_dashboard(recorder, stack):
