@@ -81,7 +81,8 @@ def recorder(request, chromium, stack, artifacts) -> Iterator[Recorder]:
     """A fresh browser profile (context) that records every request and response.
 
     On teardown it saves a screenshot of the final page, then checks what every test must hold:
-    no 5xx anywhere, and no token or authorization code in a URL the app's origin was asked for.
+    no 5xx anywhere, no script error or CSP violation in any page, and no token or authorization
+    code in a URL the app's origin was asked for.
     """
     stack.sandbox.reset_faults()
     context = chromium.new_context(viewport={"width": 1280, "height": 900})

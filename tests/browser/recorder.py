@@ -29,10 +29,18 @@ class Recorder:
     requests: list[Seen] = field(default_factory=list)
     responses: list[Seen] = field(default_factory=list)
     final: object | None = None
+    console: list[str] = field(default_factory=list)
+    expected_console: list[str] = field(default_factory=list)  # substrings a test expects to see
 
     def __post_init__(self) -> None:
         self.context.on("request", self._on_request)
         self.context.on("response", self._on_response)
+        self.context.on("console", self._on_console)
+        self.context.on("weberror", lambda error: self.console.append(f"pageerror: {error.error}"))
+
+    def _on_console(self, message) -> None:
+        if message.type in ("error", "warning"):
+            self.console.append(f"{message.type}: {message.text}")
 
     def _on_request(self, request) -> None:
         headers = request.headers
@@ -79,6 +87,13 @@ class Recorder:
         """No 5xx anywhere; no token in any app URL; an auth code only on the /callback hop."""
         crashed = self.server_errors()
         assert not crashed, f"server errors seen by the browser: {crashed}"
+        broken = [
+            line
+            for line in self.console
+            if ("pageerror" in line or "Content Security Policy" in line)
+            and not any(expected in line for expected in self.expected_console)
+        ]
+        assert not broken, f"script errors or CSP violations: {broken}"
 
         codes: set[str] = set()
         for url in self.app_urls():

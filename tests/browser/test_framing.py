@@ -64,9 +64,8 @@ def _wait_for_frame_url(page, prefix: str, timeout_s: float = 15.0) -> str:
 
 def test_it_refuses_to_be_framed_by_an_unregistered_origin(recorder, stack, third_origin):
     home = stack.app.base_url + "/"
+    recorder.expected_console.append("frame-ancestors")
     page = recorder.new_page()
-    console: list[str] = []
-    page.on("console", lambda message: console.append(message.text))
     with page.expect_response(home) as answered:
         page.goto(third_origin + "/")
     assert answered.value.status == 200
@@ -79,7 +78,7 @@ def test_it_refuses_to_be_framed_by_an_unregistered_origin(recorder, stack, thir
     expect(page.frame_locator("#app").get_by_role("heading", name="SMART Dashboard")).to_have_count(0)
     expect(page.frame_locator("#app").get_by_role("link", name="Sandbox EHR")).to_have_count(0)
     # ...and says why: the CSP, not anything else, refused it.
-    assert any("frame-ancestors" in text and "blocked" in text for text in console), console
+    assert any("frame-ancestors" in line and "blocked" in line for line in recorder.console), recorder.console
 
     # Positive control, same browser and same app page: the registered EHR's origin (another real
     # loopback server) frames it. A sandbox "app" whose launch URL is the app's home page puts it

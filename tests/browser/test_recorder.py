@@ -55,3 +55,20 @@ def test_it_refuses_a_callback_code_seen_again_elsewhere():
 def test_it_refuses_server_errors():
     with pytest.raises(AssertionError, match="server errors"):
         _recorder(f"{APP}/c/h/", status=500).assert_clean()
+
+
+def test_it_refuses_script_errors_and_unexpected_csp_violations():
+    rec = _recorder(f"{APP}/c/h/")
+    rec.console = [
+        "error: Refused to load the script because it violates the following Content Security Policy"
+    ]
+    with pytest.raises(AssertionError, match="CSP"):
+        rec.assert_clean()
+    rec.console = ["pageerror: TypeError: x is undefined"]
+    with pytest.raises(AssertionError, match="script errors"):
+        rec.assert_clean()
+    rec.console = [
+        'error: Framing violates the following Content Security Policy directive: "frame-ancestors"'
+    ]
+    rec.expected_console.append("frame-ancestors")
+    rec.assert_clean()
