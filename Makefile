@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint browser-deps test-postgres audit
+.PHONY: install run test lint browser-deps test-browser test-postgres audit
 
 $(VENV)/.deps: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install
 ## Install everything, lint, and run the whole test suite.
 test: install browser-deps lint
 	$(PY) -m pytest
+
+## Only the browser tests (headless Chromium; screenshots in test-artifacts/browser/).
+test-browser: install browser-deps
+	$(PY) -m pytest -m browser tests/browser
 
 ## The database part of the suite against a throw-away PostgreSQL (apt-installs it if missing).
 test-postgres: install
