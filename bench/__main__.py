@@ -1,0 +1,119 @@
+"""`python -m bench [--quick] [--json PATH] [--plot PATH] [--profile PATH]`.
+
+Starts the sandbox EHR and the app (gunicorn, one worker, production-like settings) on loopback,
+injects per-request FHIR latency in the sandbox and measures; see docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report, runner
+from bench.timeline import median
+from tests.stack import start_stack
+
+
+def _median_of(samples: list[runner.LaunchSample], attr: str) -> float:
+    return round(median([getattr(s, attr) for s in samples]), 2)
+
+
+def measure(stack, latency: int, cfg: runner.Settings, log) -> dict[str, Any]:
+    stack.sandbox.set_faults(stack.client_id, latency_ms=latency)
+    record: dict[str, Any] = {"latency_ms": latency}
+    samples = [runner.timed_launch(stack, runner.PATIENT, runner.ENCOUNTER) for _ in range(cfg.launches)]
+    record.update(
+        launch_to_dashboard_ms=_median_of(samples, "wall_ms"),
+        token_exchange_ms=_median_of(samples, "token_exchange_ms"),
+        slowest_single_query_ms=_median_of(samples, "slowest_single_query_ms"),
+        fhir_requests=int(median([s.fhir_requests for s in samples])),
+        waves=int(median([s.waves for s in samples])),
+        launch_hops_ms={
+            hop: round(median([s.hops_ms.get(hop, 0.0) for s in samples]), 2) for hop in samples[0].hops_ms
+        },
+        launches=cfg.launches,
+    )
+    floor = record["token_exchange_ms"] + record["slowest_single_query_ms"]
+    record["launch_vs_floor"] = round(record["launch_to_dashboard_ms"] / floor, 2) if floor else None
+    log(f"  launch→dashboard {record['launch_to_dashboard_ms']} ms")
+    record.update(runner.warm_reloads(samples[-1], cfg.reloads))
+    log(f"  warm reload overhead p50 {record['warm_overhead_ms_p50']} ms")
+    token = runner.launch_token(stack, runner.PATIENT, runner.ENCOUNTER)
+    record.update(runner.side_by_side(stack, token, cfg.peer_runs))
+    log(f"  fhirclient / ours {record['ratio_vs_fhirclient']}×")
+    record.update(runner.big_patient(stack, cfg.big_runs))
+    log(f"  10k patient {record['big_patient_ms']} ms, +{record['big_patient_rss_mb']} MB")
+    return record
+
+
+def profile_big_patient(stack, path: Path) -> None:
+    """pyinstrument profile of build_dashboard for the 10k patient, in this process (0 ms latency)."""
+    from pyinstrument import Profiler
+
+    from clinical.dashboard import build_dashboard
+    from clinical.fhir import FhirClient
+
+    stack.sandbox.set_faults(stack.client_id, latency_ms=0)
+    token = runner.launch_token(stack, runner.BIG_PATIENT, "")
+    client = FhirClient(stack.sandbox.fhir_base, token)
+    build_dashboard(client, runner.BIG_PATIENT)  # warm
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        build_dashboard(FhirClient(stack.sandbox.fhir_base, token), runner.BIG_PATIENT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one latency (50 ms), few repeats, < 2 minutes")
+    parser.add_argument("--latency", type=int, action="append", help="injected latency in ms (repeatable)")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside the JSON)")
+    parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile (10k patient)")
+    args = parser.parse_args(argv)
+    cfg = runner.QUICK if args.quick else runner.FULL
+    if args.latency:
+        cfg = runner.Settings(args.latency, cfg.launches, cfg.reloads, cfg.big_runs, cfg.peer_runs)
+    plot_path = args.plot or args.json.with_suffix(".png")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    records = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        log("starting the sandbox EHR and the app (gunicorn, 1 worker)…")
+        with start_stack(Path(workdir), workers=1) as stack:
+            runner.setup_django(stack)
+            stack.sandbox.set_faults(stack.client_id, latency_ms=0)
+            for _ in range(2):  # warm: discovery, JWKS and style caches, imports in the worker
+                runner.warm_reloads(runner.timed_launch(stack, runner.PATIENT, runner.ENCOUNTER), 3)
+            for latency in cfg.latencies:
+                log(f"latency {latency} ms")
+                records.append(measure(stack, latency, cfg, log))
+            if args.profile:
+                profile_big_patient(stack, args.profile)
+                log(f"profile written to {args.profile}")
+            stack.sandbox.reset_faults(stack.client_id)
+    targets = report.evaluate(records)
+    payload = {
+        "machine": report.machine(),
+        "mode": "quick" if args.quick else "full",
+        "duration_s": round(time.monotonic() - started, 1),
+        "records": records,
+        "targets": targets,
+    }
+    report.write_json(args.json, payload)
+    report.plot(plot_path, records)
+    print(report.table(records, targets))
+    print(f"\nJSON: {args.json}  plot: {plot_path}  ({payload['duration_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
