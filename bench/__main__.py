@@ -44,7 +44,7 @@ def measure(stack, latency: int, cfg: runner.Settings, log) -> dict[str, Any]:
     log(f"  warm reload overhead p50 {record['warm_overhead_ms_p50']} ms")
     token = runner.launch_token(stack, runner.PATIENT, runner.ENCOUNTER)
     record.update(runner.side_by_side(stack, token, cfg.peer_runs))
-    log(f"  fhirclient / ours {record['ratio_vs_fhirclient']}×")
+    log(f"  fhirclient / ours {record['ratio_vs_fhirclient']}x")
     record.update(runner.big_patient(stack, cfg.big_runs))
     log(f"  10k patient {record['big_patient_ms']} ms, +{record['big_patient_rss_mb']} MB")
     return record
@@ -54,16 +54,16 @@ def profile_big_patient(stack, path: Path) -> None:
     """pyinstrument profile of build_dashboard for the 10k patient, in this process (0 ms latency)."""
     from pyinstrument import Profiler
 
-    from clinical.dashboard import build_dashboard
+    from clinical.dashboard import PANELS, build_dashboard
     from clinical.fhir import FhirClient
 
     stack.sandbox.set_faults(stack.client_id, latency_ms=0)
     token = runner.launch_token(stack, runner.BIG_PATIENT, "")
-    client = FhirClient(stack.sandbox.fhir_base, token)
-    build_dashboard(client, runner.BIG_PATIENT)  # warm
+    build_dashboard(FhirClient(stack.sandbox.fhir_base, token), runner.BIG_PATIENT)  # warm
     profiler = Profiler(interval=0.0005)
-    with profiler:
-        build_dashboard(FhirClient(stack.sandbox.fhir_base, token), runner.BIG_PATIENT)
+    with profiler:  # one panel at a time, so each runs inline in the profiled thread
+        for panel in PANELS:
+            build_dashboard(FhirClient(stack.sandbox.fhir_base, token), runner.BIG_PATIENT, panels=[panel])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
 
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=int, action="append", help="injected latency in ms (repeatable)")
     parser.add_argument("--json", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside the JSON)")
-    parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile (10k patient)")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write a pyinstrument profile (10k patient)"
+    )
     args = parser.parse_args(argv)
     cfg = runner.QUICK if args.quick else runner.FULL
     if args.latency:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ from typing import Any
 
 TARGETS = {
     "launch_vs_floor": ("launch→dashboard / (token exchange + slowest query) at 50 ms", "<=", 1.25),
-    "ratio_vs_fhirclient": ("faster than fhirclient at 50 ms (×)", ">=", 3.0),
+    "ratio_vs_fhirclient": ("faster than fhirclient at 50 ms (x)", ">=", 3.0),
     "big_patient_ms": ("10k-observation patient (ms)", "<", 2000),
     "big_patient_rss_mb": ("10k-observation patient RSS growth (MB)", "<", 100),
     "warm_overhead_ms_p50": ("warm reload app overhead p50 (ms)", "<", 20),
@@ -27,10 +28,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem_kb = 0
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         mem_kb = int(Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -40,13 +39,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _compare(value: float, op: str, limit: float) -> bool:
+    return {"<=": value <= limit, ">=": value >= limit, "<": value < limit}[op]
+
+
 def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Each target against the 50 ms record (or the first record when 50 ms was not run)."""
     rec = next((r for r in records if r["latency_ms"] == 50), records[0])
     out = {}
     for key, (label, op, limit) in TARGETS.items():
         value = rec.get(key)
-        ok = None if value is None else (value <= limit if op == "<=" else value >= limit if op == ">=" else value < limit)
+        ok = None if value is None else _compare(value, op, limit)
         out[key] = {"label": label, "value": value, "target": f"{op} {limit}", "met": ok}
     return out
 
@@ -60,12 +63,12 @@ ROWS = [
     ("  sequential waves", "waves"),
     ("warm reload wall p50 (ms)", "warm_reload_ms_p50"),
     ("  FHIR wait p50 (ms)", "warm_fhir_ms_p50"),
-    ("  overhead p50 (wall − FHIR) (ms)", "warm_overhead_ms_p50"),
+    ("  overhead p50 (wall - FHIR) (ms)", "warm_overhead_ms_p50"),
     ("  in-app time outside FHIR p50 (ms)", "warm_app_ms_p50"),
     ("same data: ours parallel (ms)", "parallel_ms"),
     ("same data: ours sequential (ms)", "sequential_ms"),
     ("same data: fhirclient (ms)", "fhirclient_ms"),
-    ("  fhirclient / ours parallel (×)", "ratio_vs_fhirclient"),
+    ("  fhirclient / ours parallel (x)", "ratio_vs_fhirclient"),
     ("10k patient launch→dashboard (ms)", "big_patient_ms"),
     ("  its dashboard request (ms)", "big_patient_dashboard_ms"),
     ("  worker peak RSS growth (MB)", "big_patient_rss_mb"),
@@ -86,7 +89,7 @@ def table(records: list[dict[str, Any]], targets: dict[str, Any]) -> str:
             cells.append("—" if value is None else f"{value:g}" if isinstance(value, float) else str(value))
         lines.append(cells)
     widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
-    fmt = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*row) for row in lines]
     out.append("")

@@ -23,7 +23,8 @@ PATIENT = "pat-chen"
 ENCOUNTER = "enc-chen-current"
 BIG_PATIENT = "pat-brooks"
 TOKEN_SCOPE = (
-    "launch openid fhirUser patient/Patient.rs patient/Encounter.rs patient/Observation.rs patient/Condition.rs"
+    "launch openid fhirUser patient/Patient.rs patient/Encounter.rs "
+    "patient/Observation.rs patient/Condition.rs"
 )
 _DASHBOARD_RE = re.compile(r"/c/[\w-]+/$")
 
@@ -230,7 +231,7 @@ def side_by_side(stack: Stack, token: str, runs: int) -> dict[str, Any]:
     }
     times: dict[str, list[float]] = {name: [] for name in contenders}
     counts: dict[str, int] = {}
-    for name, fn in contenders.items():
+    for fn in contenders.values():
         fn()  # warm: imports, connection pools
     for _ in range(runs):
         for name, fn in contenders.items():  # interleaved, so drift hits all three alike

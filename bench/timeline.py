@@ -6,7 +6,10 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 
+from clinical.timing import covered
+
 Interval = tuple[float, float]
+__all__ = ["count_waves", "covered", "median", "percentile", "server_timing", "slowest"]
 
 _METRIC_RE = re.compile(r"^\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*(.*)$")
 _DUR_RE = re.compile(r"(?:^|;)\s*dur\s*=\s*\"?([0-9]+(?:\.[0-9]+)?)\"?")
@@ -27,22 +30,6 @@ def count_waves(intervals: Iterable[Interval]) -> int:
         else:
             wave_end = max(wave_end, end)
     return waves
-
-
-def covered(intervals: Iterable[Interval]) -> float:
-    """Length of the union of the intervals: the time at least one request was in flight."""
-    total = 0.0
-    cur_start, cur_end = None, None
-    for start, end in sorted(intervals):
-        if cur_end is None or start > cur_end:
-            if cur_end is not None:
-                total += cur_end - cur_start
-            cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
-    if cur_end is not None:
-        total += cur_end - cur_start
-    return total
 
 
 def slowest(intervals: Iterable[Interval]) -> float:

@@ -13,6 +13,7 @@ import http.cookiejar
 import importlib
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -307,6 +308,7 @@ class FhirClient:
         self.max_entries = max_entries or settings.FHIR_MAX_ENTRIES
         self._accesses: list[Access] = []
         self._accesses_lock = threading.Lock()
+        self._waits: list[tuple[float, float]] = []
 
     # -- public API --
 
@@ -314,6 +316,12 @@ class FhirClient:
     def accesses(self) -> list[Access]:
         with self._accesses_lock:
             return list(self._accesses)
+
+    @property
+    def wait_intervals(self) -> list[tuple[float, float]]:
+        """perf_counter() (start, end) of every HTTP request this client made (for Server-Timing)."""
+        with self._accesses_lock:
+            return list(self._waits)
 
     def read(self, resource_type: str, resource_id: str) -> Any:
         """GET [base]/[type]/[id] → the parsed R4B resource."""
@@ -469,12 +477,16 @@ class FhirClient:
 
     def _send(self, url: str, token: str) -> tuple[Any, int]:
         headers = {"Accept": FHIR_JSON, "Authorization": f"Bearer {token}"}
+        started = time.perf_counter()
         try:
             response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout as exc:
             raise Timeout("the EHR did not answer in time") from exc
         except requests.RequestException as exc:
             raise Unreachable("the EHR could not be reached") from exc
+        finally:
+            with self._accesses_lock:
+                self._waits.append((started, time.perf_counter()))
         status = response.status_code
         try:
             body = response.json()
