@@ -24,6 +24,8 @@ from django.conf import settings
 from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 
+from clinical import fastparse
+
 FHIR_JSON = "application/fhir+json"
 
 # Audit outcomes: the values of smartapp.models.AuditEvent.Outcome (kept as strings so this
@@ -178,6 +180,10 @@ def parse_resource(data: Any, resource_type: str) -> Any:
     """
     if not isinstance(data, dict) or data.get("resourceType") != resource_type:
         raise ValueError("not a " + resource_type)
+    if resource_type == "Observation":
+        fast = fastparse.observation(data)  # same result as below for the shapes it accepts, ~10x faster
+        if fast is not None:
+            return fast
     cls = model_class(resource_type)
     try:
         return cls.model_validate(data)
