@@ -50,22 +50,47 @@ def measure(stack, latency: int, cfg: runner.Settings, log) -> dict[str, Any]:
     return record
 
 
-def profile_big_patient(stack, path: Path) -> None:
-    """pyinstrument profile of build_dashboard for the 10k patient, in this process (0 ms latency)."""
+def profile_dashboards(stack, path: Path) -> None:
+    """pyinstrument profiles (0 ms latency, in this process) of what a dashboard request does:
+    each panel's query and build run inline (so the profiled thread sees them), then the render.
+    """
+    from types import SimpleNamespace
+
+    from django.template.loader import render_to_string
     from pyinstrument import Profiler
 
     from clinical.dashboard import PANELS, build_dashboard
     from clinical.fhir import FhirClient
 
     stack.sandbox.set_faults(stack.client_id, latency_ms=0)
-    token = runner.launch_token(stack, runner.BIG_PATIENT, "")
-    build_dashboard(FhirClient(stack.sandbox.fhir_base, token), runner.BIG_PATIENT)  # warm
-    profiler = Profiler(interval=0.0005)
-    with profiler:  # one panel at a time, so each runs inline in the profiled thread
-        for panel in PANELS:
-            build_dashboard(FhirClient(stack.sandbox.fhir_base, token), runner.BIG_PATIENT, panels=[panel])
+    out = []
+    launch = SimpleNamespace(ehr=SimpleNamespace(name="Sandbox EHR"), handle="h")
+    for patient, encounter in ((runner.PATIENT, runner.ENCOUNTER), (runner.BIG_PATIENT, "")):
+        token = runner.launch_token(stack, patient, encounter)
+
+        def once(patient=patient, encounter=encounter, token=token) -> str:
+            d = None
+            for panel in PANELS:
+                part = build_dashboard(
+                    FhirClient(stack.sandbox.fhir_base, token), patient, encounter, panels=[panel]
+                )
+                d = part if d is None else replace_panel(d, part, panel)
+            context = {"d": d, "launch": launch, "handle": "h", "show_banner": True, "style_css": ""}
+            return render_to_string("clinical/dashboard.html", context)
+
+        once()  # warm
+        profiler = Profiler(interval=0.0005)
+        with profiler:
+            once()
+        out.append(f"=== {patient} ===\n" + profiler.output_text(unicode=True, color=False))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    path.write_text("\n".join(out))
+
+
+def replace_panel(dashboard, part, panel: str):
+    import dataclasses
+
+    return dataclasses.replace(dashboard, **{panel: getattr(part, panel)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside the JSON)")
     parser.add_argument(
-        "--profile", type=Path, default=None, help="write a pyinstrument profile (10k patient)"
+        "--profile", type=Path, default=None, help="write pyinstrument profiles of dashboard builds"
     )
     args = parser.parse_args(argv)
     cfg = runner.QUICK if args.quick else runner.FULL
@@ -99,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"latency {latency} ms")
                 records.append(measure(stack, latency, cfg, log))
             if args.profile:
-                profile_big_patient(stack, args.profile)
+                profile_dashboards(stack, args.profile)
                 log(f"profile written to {args.profile}")
             stack.sandbox.reset_faults(stack.client_id)
     targets = report.evaluate(records)

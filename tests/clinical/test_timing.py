@@ -35,7 +35,7 @@ def test_it_adds_the_header_only_when_the_view_noted_ehr_waits():
     factory = RequestFactory()
     assert "Server-Timing" not in middleware(factory.get("/without"))
     match = _HEADER.match(middleware(factory.get("/with"))["Server-Timing"])
-    assert match and float(match.group(1)) == 3.0  # 1.000–1.003 s in flight, overlaps counted once
+    assert match and float(match.group(1)) == 3.0  # 1.000 to 1.003 s in flight, overlaps counted once
 
 
 @responses.activate
