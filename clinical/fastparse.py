@@ -21,6 +21,7 @@ from typing import Any
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.meta import Meta
 from fhir.resources.R4B.observation import (
     Observation,
     ObservationComponent,
@@ -87,6 +88,12 @@ def _uri(value: Any) -> str:
     return value
 
 
+def _id(value: Any) -> str:
+    if type(value) is not str or not _ID.fullmatch(value):
+        raise _Decline
+    return value
+
+
 def _datetime(value: Any, instant: bool = False) -> datetime:
     pattern = Instant.pattern if instant else DateTime.pattern
     if type(value) is not str or not _FULL_DT.fullmatch(value) or not pattern.fullmatch(value):
@@ -137,6 +144,21 @@ def _reference(data: Any) -> Reference:
     return _construct(Reference, _fields(data, {"reference": _string, "display": _string}))
 
 
+def _meta(data: Any) -> Meta:
+    fields = _fields(
+        data,
+        {
+            "versionId": _id,
+            "lastUpdated": lambda v: _datetime(v, instant=True),
+            "source": _uri,
+            "profile": _list(_uri),
+            "security": _list(_coding),
+            "tag": _list(_coding),
+        },
+    )
+    return _construct(Meta, fields)
+
+
 _SIMPLE_QUANTITY = {"value": _decimal, "unit": _string, "system": _uri, "code": _code}
 
 
@@ -182,7 +204,8 @@ def _component(data: Any) -> ObservationComponent:
 _OBSERVATION = {
     **_COMMON,
     "resourceType": lambda v: v,
-    "id": lambda v: v if type(v) is str and _ID.fullmatch(v) else _decline(),
+    "id": _id,
+    "meta": _meta,
     "status": _code,
     "category": _list(_concept),
     "subject": _reference,
@@ -202,10 +225,6 @@ _STATUSES = {
     "entered-in-error",
     "unknown",
 }
-
-
-def _decline():
-    raise _Decline
 
 
 def observation(data: Any) -> Observation | None:

@@ -8,6 +8,7 @@ import pytest
 
 from clinical import fastparse
 from clinical.fhir import parse_resource
+from sandbox.seed import LAST_UPDATED
 from sandbox.synthetic import generate
 
 
@@ -22,6 +23,7 @@ def observations() -> list[dict]:
             brooks += 1
             if brooks > 300:
                 continue
+        r.setdefault("meta", {"versionId": "1", "lastUpdated": LAST_UPDATED})  # as the sandbox serves it
         found.append(r)
     return found
 
@@ -73,6 +75,8 @@ def test_it_converts_values_as_the_model_does():
         {"code": {"coding": []}},  # empty arrays are not FHIR
         {"code": None},
         {"vendorField": 1},
+        {"meta": {"lastUpdated": "2024-01-01"}},  # an instant needs a time
+        {"meta": {"versionId": "1", "extension": []}},
     ],
 )
 def test_it_declines_what_it_cannot_vouch_for(change):
