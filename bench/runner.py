@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class LaunchSample:
     token_exchange_ms: float
     slowest_single_query_ms: float
     dashboard_url: str
+    requests_by_kind: dict[str, int]
     browser: Browser = field(repr=False)
 
 
@@ -85,6 +87,7 @@ def timed_launch(stack: Stack, patient: str, encounter: str = "") -> LaunchSampl
         token_exchange_ms=_ms(sum(tokens)),
         slowest_single_query_ms=_ms(slowest(fhir)),
         dashboard_url=page.url,
+        requests_by_kind=dict(Counter(e["kind"] for e in timeline)),
         browser=browser,
     )
 
