@@ -103,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="write pyinstrument profiles of dashboard builds"
     )
+    parser.add_argument(
+        "--app-env", action="append", default=[], metavar="KEY=VALUE",
+        help="extra app setting for the run, e.g. FHIR_PAGE_SIZE=1000 (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    app_env = dict(item.split("=", 1) for item in args.app_env)
     cfg = runner.QUICK if args.quick else runner.FULL
     if args.latency:
         cfg = runner.Settings(args.latency, cfg.launches, cfg.reloads, cfg.big_runs, cfg.peer_runs)
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         log("starting the sandbox EHR and the app (gunicorn, 1 worker)…")
-        with start_stack(Path(workdir), workers=1) as stack:
+        with start_stack(Path(workdir), workers=1, app_env=app_env) as stack:
             runner.setup_django(stack)
             stack.sandbox.set_faults(stack.client_id, latency_ms=0)
             for _ in range(2):  # warm: discovery, JWKS and style caches, imports in the worker
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "machine": {**report.machine(), "loadavg_at_start": load_before},
         "mode": "quick" if args.quick else "full",
+        "app_env": app_env,
         "duration_s": round(time.monotonic() - started, 1),
         "records": records,
         "targets": targets,
