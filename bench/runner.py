@@ -23,7 +23,7 @@ from tests.stack import Browser, Stack
 PATIENT = "pat-chen"
 ENCOUNTER = "enc-chen-current"
 BIG_PATIENT = "pat-brooks"
-TOKEN_SCOPE = (
+LAUNCH_SCOPE = (
     "launch openid fhirUser patient/Patient.rs patient/Encounter.rs "
     "patient/Observation.rs patient/Condition.rs"
 )
@@ -196,7 +196,7 @@ def launch_token(stack: Stack, patient: str, encounter: str) -> str:
         "response_type": "code",
         "client_id": stack.client_id,
         "redirect_uri": redirect_uri,
-        "scope": TOKEN_SCOPE,
+        "scope": LAUNCH_SCOPE,
         "state": secrets.token_urlsafe(16),
         "aud": sandbox.fhir_base,
         "launch": launch["launch"],
