@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint browser-deps test-browser test-postgres audit
+.PHONY: install run test lint browser-deps test-browser test-postgres audit bench
 
 $(VENV)/.deps: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,9 @@ PIP_AUDIT_FLAGS ?= --strict
 audit: install
 	$(VENV)/bin/bandit -q -r . -x ./.venv,./tests,./staticfiles
 	$(VENV)/bin/pip-audit -r requirements.txt --progress-spinner off $(PIP_AUDIT_FLAGS)
+
+## Performance benchmark (not part of the tests): sandbox EHR + app under injected FHIR latency.
+## BENCH_ARGS=--quick for one latency in under 2 minutes; results in bench-results/.
+bench: install
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m bench $(BENCH_ARGS)

@@ -13,6 +13,7 @@ import http.cookiejar
 import importlib
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ import requests
 from django.conf import settings
 from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
+
+from clinical import fastparse
 
 FHIR_JSON = "application/fhir+json"
 
@@ -177,6 +180,10 @@ def parse_resource(data: Any, resource_type: str) -> Any:
     """
     if not isinstance(data, dict) or data.get("resourceType") != resource_type:
         raise ValueError("not a " + resource_type)
+    if resource_type == "Observation":
+        fast = fastparse.observation(data)  # same result as below for the shapes it accepts, ~10x faster
+        if fast is not None:
+            return fast
     cls = model_class(resource_type)
     try:
         return cls.model_validate(data)
@@ -307,6 +314,7 @@ class FhirClient:
         self.max_entries = max_entries or settings.FHIR_MAX_ENTRIES
         self._accesses: list[Access] = []
         self._accesses_lock = threading.Lock()
+        self._waits: list[tuple[float, float]] = []
 
     # -- public API --
 
@@ -314,6 +322,12 @@ class FhirClient:
     def accesses(self) -> list[Access]:
         with self._accesses_lock:
             return list(self._accesses)
+
+    @property
+    def wait_intervals(self) -> list[tuple[float, float]]:
+        """perf_counter() (start, end) of every HTTP request this client made (for Server-Timing)."""
+        with self._accesses_lock:
+            return list(self._waits)
 
     def read(self, resource_type: str, resource_id: str) -> Any:
         """GET [base]/[type]/[id] → the parsed R4B resource."""
@@ -469,12 +483,16 @@ class FhirClient:
 
     def _send(self, url: str, token: str) -> tuple[Any, int]:
         headers = {"Accept": FHIR_JSON, "Authorization": f"Bearer {token}"}
+        started = time.perf_counter()
         try:
             response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout as exc:
             raise Timeout("the EHR did not answer in time") from exc
         except requests.RequestException as exc:
             raise Unreachable("the EHR could not be reached") from exc
+        finally:
+            with self._accesses_lock:
+                self._waits.append((started, time.perf_counter()))
         status = response.status_code
         try:
             body = response.json()

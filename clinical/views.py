@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -18,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from clinical import style
+from clinical import style, timing
 from clinical.dashboard import PANELS, THREAD_PREFIX, Dashboard, build_dashboard, search_patients
 from clinical.fhir import ID_PATTERN, FhirClient
 from smartapp.audit import FhirAccess, record_fhir_accesses
@@ -83,15 +84,22 @@ def _start_style(launch: Launch) -> tuple[dict[str, str] | None, Future | None, 
     if hit is not None:
         return hit, None, None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-style")
-    return None, pool.submit(style.fetch, url), pool
+    return None, pool.submit(_timed_style_fetch, url), pool
 
 
-def _finish_style(launch: Launch, props, future, pool) -> str:
+def _timed_style_fetch(url: str) -> tuple[dict[str, str], tuple[float, float]]:
+    started = time.perf_counter()
+    props = style.fetch(url)
+    return props, (started, time.perf_counter())
+
+
+def _finish_style(request: SmartHttpRequest, launch: Launch, props, future, pool) -> str:
     if future is not None:
         try:
-            props = future.result()
+            props, waited = future.result()
         finally:
             pool.shutdown(wait=False)
+        timing.note_waits(request, [waited])
         style.store(launch.smart_style_url, props)
     return style.css_declarations(props or {})
 
@@ -102,10 +110,10 @@ def _render_dashboard(
     launch = request.smart
     panels = [p for p in PANELS if not (p == "banner" and launch.need_patient_banner is False)]
     props, future, pool = _start_style(launch)
-    data = build_dashboard(
-        _client(launch), patient_id, encounter_id, _granted(launch), panels=panels, levels=levels
-    )
-    style_css = _finish_style(launch, props, future, pool)
+    client = _client(launch)
+    data = build_dashboard(client, patient_id, encounter_id, _granted(launch), panels=panels, levels=levels)
+    timing.note_waits(request, client.wait_intervals)
+    style_css = _finish_style(request, launch, props, future, pool)
     _audit(request, launch, data.accesses, patient_id)
     return render(
         request,
@@ -127,9 +135,11 @@ def _render_panel(
     if name not in PANELS:
         raise Http404("unknown panel")
     launch = request.smart
+    client = _client(launch)
     data: Dashboard = build_dashboard(
-        _client(launch), patient_id, encounter_id, _granted(launch), panels=[name], levels=levels
+        client, patient_id, encounter_id, _granted(launch), panels=[name], levels=levels
     )
+    timing.note_waits(request, client.wait_intervals)
     _audit(request, launch, data.accesses, patient_id)
     template = "clinical/_panel.html" if request.GET.get("partial") == "1" else "clinical/panel.html"
     return render(

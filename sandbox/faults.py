@@ -8,7 +8,8 @@ in memory: the sandbox serves from one multi-threaded process, so they are exact
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 
 from django.db import transaction
 
@@ -86,6 +87,9 @@ def consume(client_pk: int, key: str, times_key: str) -> bool:
         return True
 
 
+TIMELINE_MAX = 5000  # the newest requests only: a benchmark resets stats before each measurement
+
+
 class Stats:
     """Thread-safe counters of token-endpoint calls and FHIR requests."""
 
@@ -101,6 +105,7 @@ class Stats:
             self._fhir_by_client: dict[str, int] = defaultdict(int)
             self._fhir_total = 0
             self._other: dict[str, int] = defaultdict(int)
+            self._timeline: deque[dict] = deque(maxlen=TIMELINE_MAX)
 
     def token(self, grant_type: str) -> None:
         """Every call that reaches the token endpoint, before client authentication."""
@@ -125,6 +130,11 @@ class Stats:
         with self._lock:
             self._other[name] += 1
 
+    def timed(self, kind: str, rtype: str, start: float, end: float, status: int) -> None:
+        """One served request's wall-clock interval (epoch seconds), for wave counting."""
+        with self._lock:
+            self._timeline.append({"kind": kind, "type": rtype, "start": start, "end": end, "status": status})
+
     def snapshot(self) -> dict:
         with self._lock:
             return {
@@ -133,7 +143,44 @@ class Stats:
                 "fhir": {"total": self._fhir_total, "by_type": dict(self._fhir)},
                 "fhir_by_client": dict(self._fhir_by_client),
                 "other": dict(self._other),
+                "timeline": list(self._timeline),
             }
 
 
 stats = Stats()
+
+
+# Paths whose timing a benchmark reads; anything else (EHR pages, /_sandbox/) is not recorded.
+_TIMED = (
+    ("/fhir/.well-known/smart-configuration", "discovery"),
+    ("/fhir/metadata", "metadata"),
+    ("/fhir/", "fhir"),
+    ("/auth/token", "token"),
+    ("/auth/authorize", "authorize"),
+    ("/.well-known/jwks.json", "jwks"),
+    ("/smart-style.json", "style"),
+)
+
+
+def _classify(path: str) -> tuple[str, str] | None:
+    for prefix, kind in _TIMED:
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            rtype = path[len(prefix) :].split("/", 1)[0] if kind == "fhir" else ""
+            return kind, rtype
+    return None
+
+
+class TimelineMiddleware:
+    """Records start/end of each OAuth/FHIR request in `stats` (the benchmark counts waves from it)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        what = _classify(request.path)
+        if what is None:
+            return self.get_response(request)
+        start = time.time()
+        response = self.get_response(request)
+        stats.timed(what[0], what[1], start, time.time(), response.status_code)
+        return response

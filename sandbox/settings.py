@@ -44,6 +44,7 @@ INSTALLED_APPS = [
 MIGRATION_MODULES = {"sandbox": "sandbox.db.migrations"}
 
 MIDDLEWARE = [
+    "sandbox.faults.TimelineMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

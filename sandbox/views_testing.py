@@ -6,7 +6,9 @@ Shapes:
                                          -> {"client_id": ID, "faults": {...}}
   DELETE /_sandbox/faults[?client_id=ID] -> {"reset": [ID, ...]}
   GET    /_sandbox/stats -> {"token": {"total": n, "<grant_type>": n}, "token_by_client": {...},
-                             "fhir": {"total": n, "by_type": {...}}, "fhir_by_client": {...}, "other": {...}}
+                             "fhir": {"total": n, "by_type": {...}}, "fhir_by_client": {...}, "other": {...},
+                             "timeline": [{"kind": "fhir"|"token"|..., "type": rtype, "start": epoch s,
+                                           "end": epoch s, "status": n}, ...]}
   DELETE /_sandbox/stats                  -> {"reset": true}
   POST   /_sandbox/clients {client fields}-> {"client_id": ID, "created": bool}
   POST   /_sandbox/launch {"client_id", "patient", "encounter"?, "user"?} -> {"launch", "iss", "launch_url"}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.cookiejar
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
 
 from smartapp import keys
 from smartapp.models import Ehr
@@ -99,9 +102,31 @@ def _timeout() -> tuple[float, float]:
     return (settings.SMART_HTTP_CONNECT_TIMEOUT, settings.SMART_HTTP_READ_TIMEOUT)
 
 
+_pool: requests.Session | None = None
+_pool_lock = threading.Lock()
+
+
+def _http() -> requests.Session:
+    """One keep-alive pool for discovery, JWKS and token calls: no new TCP+TLS handshake per launch.
+
+    It holds no per-user state: credentials go in per-request headers/bodies, and cookies are
+    refused (a shared jar would carry one user's EHR cookies into another's request).
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            session = requests.Session()
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            _pool = session
+        return _pool
+
+
 def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
     try:
-        response = requests.get(url, headers={"Accept": accept}, timeout=_timeout())
+        response = _http().get(url, headers={"Accept": accept}, timeout=_timeout())
     except requests.Timeout as exc:
         raise TransportError("The EHR did not answer in time.") from exc
     except requests.RequestException as exc:
@@ -120,7 +145,7 @@ def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
 def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> requests.Response:
     try:
         # No redirects: credentials are for this endpoint only.
-        return requests.post(
+        return _http().post(
             url,
             data=data,
             headers={"Accept": "application/json", **headers},

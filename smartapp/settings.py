@@ -78,6 +78,7 @@ if SANDBOX_ENABLED:
 # X-Frame-Options on frameable pages) sits above XFrameOptionsMiddleware, and the Partitioned
 # cookie middleware sits above the session and CSRF middleware that set those cookies.
 MIDDLEWARE = [
+    "clinical.timing.ServerTimingMiddleware",  # outermost: its `app` time covers all the others
     "smartapp.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

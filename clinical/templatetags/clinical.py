@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString
 
 from clinical import charts, formatting
-from clinical.dashboard import Measure, When
+from clinical.dashboard import Measure, Reading, When
 
 register = template.Library()
 
@@ -24,3 +25,42 @@ def iso(value: When | None) -> str:
 @register.simple_tag
 def trend_chart(measure: Measure, prefix: str, index: int) -> SafeString:
     return charts.line_chart(measure.series, measure.label, f"{prefix}-chart-{index}")
+
+
+# The two per-row partials as tags: an {% include %} per history row (up to 50 per measure, two
+# per lab row) was a large part of the dashboard's render time. Same markup as the partials
+# templates/clinical/_reading_value.html and _flag.html (tests/clinical/test_templatetags.py).
+_FLAG_MARKS = {"critical": "⚠ ", "high": "▲ ", "low": "▼ "}
+
+
+@register.simple_tag
+def reading_value(r: Reading) -> SafeString:
+    if r.unit:
+        unit = conditional_escape(r.unit)
+    elif not r.absent and r.number is not None:
+        unit = "(no unit)"
+    else:
+        unit = ""
+    note = format_html(' <span class="status-note">({})</span>', r.status_note) if r.status_note else ""
+    return format_html(
+        '<span class="value{}">{}</span> <span class="unit">{}</span>{}\n',
+        " value-absent" if r.absent else "",
+        r.value,
+        unit,
+        note,
+    )
+
+
+@register.simple_tag
+def reading_flag(r: Reading) -> SafeString:
+    flag = r.flag
+    if not flag:
+        return SafeString("")
+    code = format_html(" ({})", flag.code) if flag.code else ""
+    return format_html(
+        '<span class="flag flag-{}">{}{}{}</span>',
+        flag.level,
+        _FLAG_MARKS.get(flag.level, ""),
+        flag.label,
+        code,
+    )

@@ -74,6 +74,10 @@ def serve(addr: str, port: int) -> None:
         request_queue_size = 256
 
     class QuietHandler(WSGIRequestHandler):
+        # The handler writes headers and body in separate sends; with Nagle on, a keep-alive
+        # client's delayed ACK stalled every small response by ~40 ms (real EHRs set NODELAY).
+        disable_nagle_algorithm = True
+
         def log_message(self, format, *args):
             pass  # request lines carry patient ids; keep them out of the logs
 

@@ -1,0 +1,1 @@
+"""`python -m bench`: launch-to-dashboard and reload benchmark under injected EHR latency (not a test)."""

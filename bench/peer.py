@@ -1,0 +1,100 @@
+"""The dashboard's data fetched three ways in the benchmark process, with one real launch's token.
+
+(a) our clinical.fhir client, all five queries in one parallel wave (as the dashboard runs them);
+(b) the same client forced sequential (one worker);
+(c) the SMART project's `fhirclient` library (the peer baseline), sequential as its API is.
+Each does the same work: the Patient and Encounter reads, the vital-signs and laboratory
+Observation searches (sorted newest first, paged up to the same entry cap as ours) and the
+Condition search, parsed into that client's resource models.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    resource_type: str
+    resource_id: str = ""
+    params: tuple[tuple[str, str], ...] = ()
+
+
+def dashboard_queries(patient: str, encounter: str) -> list[Query]:
+    """The queries clinical.dashboard.build_dashboard makes for a patient (and encounter)."""
+    queries = [Query("banner", "Patient", patient)]
+    if encounter:
+        queries.append(Query("encounter", "Encounter", encounter))
+    for name, category in (("vitals", "vital-signs"), ("labs", "laboratory")):
+        params = (("patient", patient), ("category", category), ("_sort", "-date"))
+        queries.append(Query(name, "Observation", params=params))
+    queries.append(Query("problems", "Condition", params=(("patient", patient),)))
+    return queries
+
+
+def ours(fhir_base: str, token: str, queries: list[Query], max_workers: int) -> Callable[[], int]:
+    """A run of our client over `queries` (max_workers=1: sequential); returns resources fetched."""
+    from clinical.dashboard import run_parallel
+    from clinical.fhir import FhirClient, FhirError
+
+    def run() -> int:
+        client = FhirClient(fhir_base, token)
+        tasks: dict[str, Callable[[], Any]] = {}
+        for q in queries:
+            if q.resource_id:
+                tasks[q.name] = lambda q=q: [client.read(q.resource_type, q.resource_id)]
+            else:
+                tasks[q.name] = lambda q=q: client.search(q.resource_type, dict(q.params)).resources
+        results = run_parallel(tasks, max_workers)
+        failed = [name for name, value in results.items() if isinstance(value, (FhirError, Exception))]
+        if failed:
+            raise RuntimeError(f"our client failed on {failed}: {[results[n] for n in failed]}")
+        return sum(len(v) for v in results.values())
+
+    return run
+
+
+def fhirclient_run(fhir_base: str, token: str, queries: list[Query]) -> Callable[[], int]:
+    """A run of the `fhirclient` library (4.x) over `queries`, paging to the same cap as ours."""
+    from django.conf import settings
+    from fhirclient.auth import FHIROAuth2Auth
+    from fhirclient.models.condition import Condition
+    from fhirclient.models.encounter import Encounter
+    from fhirclient.models.observation import Observation
+    from fhirclient.models.patient import Patient
+    from fhirclient.server import FHIRServer
+
+    models = {"Patient": Patient, "Encounter": Encounter, "Observation": Observation, "Condition": Condition}
+    server = FHIRServer(None, base_uri=fhir_base)  # one requests.Session: connection reuse, as ours
+    auth = FHIROAuth2Auth()
+    auth.access_token = token
+    server.auth = auth
+    cap = settings.FHIR_MAX_ENTRIES
+    page_size = str(min(settings.FHIR_PAGE_SIZE, cap))
+
+    def run() -> int:
+        fetched = 0
+        for q in queries:
+            model = models[q.resource_type]
+            if q.resource_id:
+                model.read(q.resource_id, server)
+                fetched += 1
+                continue
+            search = model.where(struct={**dict(q.params), "_count": page_size})
+            for n, _resource in enumerate(search.perform_resources_iter(server), start=1):
+                fetched += 1
+                if n >= cap:
+                    break
+        return fetched
+
+    return run
+
+
+def timed(fn: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    count = fn()
+    return (time.perf_counter() - start) * 1000, count

@@ -1,0 +1,89 @@
+"""The Observation fast path gives what full validation gives, and declines what it cannot vouch for."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from clinical import fastparse
+from clinical.fhir import parse_resource
+from sandbox.seed import LAST_UPDATED
+from sandbox.synthetic import generate
+
+
+@pytest.fixture(scope="module")
+def observations() -> list[dict]:
+    """Every patient's observations, but only a slice of the 10,000 of pat-brooks (time)."""
+    found, brooks = [], 0
+    for r in generate(1):
+        if r["resourceType"] != "Observation":
+            continue
+        if r.get("subject", {}).get("reference") == "Patient/pat-brooks":
+            brooks += 1
+            if brooks > 300:
+                continue
+        r.setdefault("meta", {"versionId": "1", "lastUpdated": LAST_UPDATED})  # as the sandbox serves it
+        found.append(r)
+    return found
+
+
+def test_it_builds_the_same_observations_as_full_validation(observations):
+    fast_count = 0
+    for data in observations:
+        fast = fastparse.observation(copy.deepcopy(data))
+        full = parse_resource(copy.deepcopy(data), "Observation")
+        if fast is None:
+            continue
+        fast_count += 1
+        assert type(fast) is type(full)
+        assert fast.model_dump() == full.model_dump(), data["id"]
+        assert fast.effectiveDateTime == full.effectiveDateTime
+    assert fast_count >= 0.95 * len(observations)  # the fast path is the common path
+
+
+BASE = {
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+    "effectiveDateTime": "2024-03-12T14:05:00+01:00",
+    "valueQuantity": {"value": 72.0, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+}
+
+
+def test_it_converts_values_as_the_model_does():
+    fast = fastparse.observation(copy.deepcopy(BASE))
+    full = parse_resource(copy.deepcopy(BASE), "Observation")
+    assert str(fast.valueQuantity.value) == "72.0" == str(full.valueQuantity.value)
+    assert fast.effectiveDateTime == full.effectiveDateTime
+    assert fast.effectiveDateTime.utcoffset() == full.effectiveDateTime.utcoffset()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"extension": [{"url": "http://x", "valueString": "y"}]},  # not in the fast subset
+        {"effectiveDateTime": "2024-03"},  # partial date: the model keeps a string
+        {"effectiveDateTime": "2024-02-31T10:00:00Z"},  # impossible date
+        {"effectiveDateTime": "2024-03-12T14:05:00"},  # no time zone
+        {"status": "done"},  # not a status code
+        {"valueString": "x"},  # a second value[x]
+        {"valueQuantity": {"value": True}},  # a boolean is not a decimal
+        {"valueQuantity": {"value": "7"}},  # nor is a JSON string
+        {"code": {"coding": [{"code": " padded"}]}},  # not a code
+        {"code": {"coding": []}},  # empty arrays are not FHIR
+        {"code": None},
+        {"vendorField": 1},
+        {"meta": {"lastUpdated": "2024-01-01"}},  # an instant needs a time
+        {"meta": {"versionId": "1", "extension": []}},
+    ],
+)
+def test_it_declines_what_it_cannot_vouch_for(change):
+    data = {**copy.deepcopy(BASE), **change}
+    assert fastparse.observation(data) is None
+
+
+def test_it_declines_other_resource_types():
+    assert fastparse.observation({**BASE, "resourceType": "Condition"}) is None
+    assert fastparse.observation([BASE]) is None

@@ -1,0 +1,48 @@
+"""The per-row tags render exactly what the partials they replace in loops render."""
+
+from __future__ import annotations
+
+import itertools
+
+from django.template.loader import render_to_string
+
+from clinical.dashboard import Flag, Reading, When
+from clinical.templatetags.clinical import reading_flag, reading_value
+
+WHEN = When.parse("2024-03-12T14:05:00Z")
+FLAGS = [
+    None,
+    Flag("critical", "Critical high", "HH"),
+    Flag("high", "Above reference range", derived=True),
+    Flag("low", "Low", "L"),
+    Flag("abnormal", "<b>odd</b>", "A&B"),
+    Flag("normal", "Normal", "N"),
+]
+
+
+def readings():
+    for value, unit, number, absent, note, flag in itertools.product(
+        ["142/91", "<script>x</script>", "No value recorded"],
+        ["", "mmHg", "<i>u</i>"],
+        [None, 3.5],
+        [False, True],
+        ["", "preliminary", '"quoted"'],
+        FLAGS,
+    ):
+        yield Reading(WHEN, value, unit, number, status_note=note, absent=absent, flag=flag)
+
+
+def test_it_renders_reading_values_like_the_partial():
+    for r in readings():
+        assert reading_value(r) == render_to_string("clinical/_reading_value.html", {"r": r})
+
+
+def test_it_renders_flags_like_the_partial():
+    for r in readings():
+        assert reading_flag(r) == render_to_string("clinical/_flag.html", {"r": r})
+
+
+def test_it_escapes_server_text():
+    r = Reading(WHEN, "<script>", "<u>", status_note="<b>", flag=Flag("high", "<x>", "<y>"))
+    assert "<script>" not in reading_value(r) and "&lt;script&gt;" in reading_value(r)
+    assert "<x>" not in reading_flag(r) and "&lt;y&gt;" in reading_flag(r)
