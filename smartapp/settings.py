@@ -121,6 +121,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+    # The test database on disk, not in shared-cache memory: threads in tests (parallel FHIR
+    # queries, concurrent refreshes) then wait on SQLite's busy timeout instead of failing with
+    # "database table is locked".
+    DATABASES["default"].setdefault(
+        "TEST", {"NAME": str(Path(DATABASES["default"]["NAME"]).with_name("test-db.sqlite3"))}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache holds discovery documents, JWKS and the cross-process refresh lock, so it must be
