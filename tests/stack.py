@@ -85,7 +85,7 @@ def start_stack(
             "--auth-method", auth_method, "--frame-ancestor", sandbox.base_url, "--slug", EHR_SLUG,
         ]  # fmt: skip
         if auth_method != "private_key_jwt":
-            args += ["--client-secret", secret]
+            args.append(f"--client-secret={secret}")  # a secret may start with "-"
         app.manage(*args)
     except Exception:
         stack.stop()
