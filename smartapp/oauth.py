@@ -13,6 +13,7 @@ import base64
 import hashlib
 import http.cookiejar
 import logging
+import re
 import secrets
 import threading
 import time
@@ -510,6 +511,18 @@ def _optional_str(body: dict[str, Any], name: str) -> str:
     return value
 
 
+# FHIR ids are [A-Za-z0-9-.]{1,64}; some EHRs (Epic) send longer ones, so allow up to the column size.
+_CONTEXT_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
+
+
+def _context_id(body: dict[str, Any], name: str) -> str:
+    """A launch-context id (`patient`, `encounter`): a valid id or nothing, never truncated."""
+    value = _optional_str(body, name)
+    if value and not _CONTEXT_ID.fullmatch(value):
+        raise TokenResponseError(f"The EHR's token response has an invalid {name} id.")
+    return value
+
+
 def parse_token_response(response: requests.Response, requested_scope: str) -> TokenResponse:
     """Validate a token-endpoint response; any non-conformance is a `TokenResponseError`/`TokenError`."""
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#response-5
@@ -545,8 +558,8 @@ def parse_token_response(response: requests.Response, requested_scope: str) -> T
         scope=" ".join(granted.split()),
         refresh_token=_optional_str(body, "refresh_token"),
         id_token=_optional_str(body, "id_token"),
-        patient=_optional_str(body, "patient"),
-        encounter=_optional_str(body, "encounter"),
+        patient=_context_id(body, "patient"),
+        encounter=_context_id(body, "encounter"),
         fhir_context=fhir_context,
         need_patient_banner=banner if isinstance(banner, bool) else None,
         smart_style_url=_optional_str(body, "smart_style_url"),

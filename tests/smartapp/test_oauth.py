@@ -308,6 +308,9 @@ def test_it_explains_missing_signing_keys(mocked, ehr, settings):
         ({"status": 200, "json": token_body(expires_in="soon")}, oauth.TokenResponseError, "expires_in"),
         ({"status": 200, "json": token_body(expires_in=0)}, oauth.TokenResponseError, "expired"),
         ({"status": 200, "json": token_body(patient=None)}, oauth.TokenResponseError, "patient"),
+        ({"status": 200, "json": token_body(patient="x" * 257)}, oauth.TokenResponseError, "invalid patient"),
+        ({"status": 200, "json": token_body(patient="a/../b")}, oauth.TokenResponseError, "invalid patient"),
+        ({"status": 200, "json": token_body(encounter="e 1")}, oauth.TokenResponseError, "invalid encounter"),
         ({"status": 200, "json": token_body(fhirContext="x")}, oauth.TokenResponseError, "fhirContext"),
         ({"body": requests.ReadTimeout()}, oauth.TransportError, "in time"),
         ({"body": requests.ConnectionError()}, oauth.TransportError, "reached"),
@@ -319,6 +322,12 @@ def test_it_turns_token_endpoint_failures_into_clear_errors(mocked, ehr, caplog,
         _exchange(ehr)
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "the-code" not in logged and "test-secret" not in logged
+
+
+def test_it_keeps_a_long_epic_style_patient_id_whole(mocked, ehr):
+    long_id = "e" + "Xy9.-" * 20  # 101 characters: longer than FHIR's 64, as some EHRs send
+    mocked.post(TOKEN, json=token_body(patient=long_id, scope=SCOPE))
+    assert _exchange(ehr).patient == long_id
 
 
 def test_it_accepts_bearer_in_any_case_and_string_expiry(mocked, ehr):
