@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
+from django.template import Context, Template
 from django.template.loader import render_to_string
 
 from clinical.dashboard import Flag, Reading, When
-from clinical.templatetags.clinical import reading_flag, reading_value
+from clinical.templatetags.clinical import history_rows, reading_flag, reading_value
 
 WHEN = When.parse("2024-03-12T14:05:00Z")
 FLAGS = [
@@ -46,3 +48,34 @@ def test_it_escapes_server_text():
     r = Reading(WHEN, "<script>", "<u>", status_note="<b>", flag=Flag("high", "<x>", "<y>"))
     assert "<script>" not in reading_value(r) and "&lt;script&gt;" in reading_value(r)
     assert "<x>" not in reading_flag(r) and "&lt;y&gt;" in reading_flag(r)
+
+
+# The template loops that `history_rows` replaced, kept here as its specification.
+VITALS_LOOP = (
+    '{% load clinical %}{% for r in rows|slice:":50" %}<tr{% if r.in_encounter %} class="current"{% endif %}>'
+    "<td>{{ r.when|when }}</td><td>{% reading_value r %}</td></tr>{% endfor %}"
+)
+LABS_LOOP = (
+    '{% load clinical %}{% for r in rows|slice:":50" %}'
+    '<tr{% if r.flag %} class="flagged flagged-{{ r.flag.level }}"{% endif %}>'
+    "<td>{{ r.when|when }}</td><td>{% reading_value r %}</td><td>{% reading_flag r %}</td>"
+    '<td>{{ r.reference_range|default:"—" }}</td></tr>{% endfor %}'
+)
+
+
+def history():
+    for i, r in enumerate(readings()):
+        yield dataclasses.replace(
+            r,
+            when=None if i % 7 == 0 else r.when,
+            in_encounter=i % 3 == 0,
+            reference_range=["", "4.0–5.6 %", "<b>&</b>"][i % 3],
+        )
+
+
+def test_it_renders_history_rows_like_the_loops_it_replaced():
+    rows = list(history())
+    for start in range(0, len(rows), 60):  # chunks longer than the 50-row limit
+        chunk = rows[start : start + 60]
+        assert history_rows(chunk) == Template(VITALS_LOOP).render(Context({"rows": chunk}))
+        assert history_rows(chunk, lab=True) == Template(LABS_LOOP).render(Context({"rows": chunk}))
