@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import html
+
 from django import template
-from django.utils.html import conditional_escape, format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeData, SafeString
 
 from clinical import charts, formatting
 from clinical.dashboard import Measure, Reading, When
@@ -33,21 +34,23 @@ def trend_chart(measure: Measure, prefix: str, index: int) -> SafeString:
 _FLAG_MARKS = {"critical": "⚠ ", "high": "▲ ", "low": "▼ "}
 
 
+def _esc(value: object) -> str:
+    """conditional_escape without its lazy-string wrapper: this runs a few thousand times a page."""
+    return value if isinstance(value, SafeData) else html.escape(str(value))
+
+
 @register.simple_tag
 def reading_value(r: Reading) -> SafeString:
     if r.unit:
-        unit = conditional_escape(r.unit)
+        unit = _esc(r.unit)
     elif not r.absent and r.number is not None:
         unit = "(no unit)"
     else:
         unit = ""
-    note = format_html(' <span class="status-note">({})</span>', r.status_note) if r.status_note else ""
-    return format_html(
-        '<span class="value{}">{}</span> <span class="unit">{}</span>{}\n',
-        " value-absent" if r.absent else "",
-        r.value,
-        unit,
-        note,
+    note = f' <span class="status-note">({_esc(r.status_note)})</span>' if r.status_note else ""
+    absent = " value-absent" if r.absent else ""
+    return SafeString(
+        f'<span class="value{absent}">{_esc(r.value)}</span> <span class="unit">{unit}</span>{note}\n'
     )
 
 
@@ -56,18 +59,12 @@ def reading_flag(r: Reading) -> SafeString:
     flag = r.flag
     if not flag:
         return SafeString("")
-    code = format_html(" ({})", flag.code) if flag.code else ""
-    return format_html(
-        '<span class="flag flag-{}">{}{}{}</span>',
-        flag.level,
-        _FLAG_MARKS.get(flag.level, ""),
-        flag.label,
-        code,
-    )
+    code = f" ({_esc(flag.code)})" if flag.code else ""
+    mark = _FLAG_MARKS.get(flag.level, "")
+    return SafeString(f'<span class="flag flag-{_esc(flag.level)}">{mark}{_esc(flag.label)}{code}</span>')
 
 
 HISTORY_LIMIT = 50  # rows per history table; the summary line says "latest 50 of N"
-_CURRENT = SafeString(' class="current"')
 
 
 @register.simple_tag
@@ -79,20 +76,14 @@ def history_rows(readings: list[Reading], lab: bool = False) -> SafeString:
     """
     rows = []
     for r in readings[:HISTORY_LIMIT]:
-        when_text = formatting.format_when(r.when, "Date not recorded")
+        when_text = _esc(formatting.format_when(r.when, "Date not recorded"))
         if lab:
-            css = format_html(' class="flagged flagged-{}"', r.flag.level) if r.flag else ""
+            css = f' class="flagged flagged-{_esc(r.flag.level)}"' if r.flag else ""
             rows.append(
-                format_html(
-                    "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    css,
-                    when_text,
-                    reading_value(r),
-                    reading_flag(r),
-                    r.reference_range or "—",
-                )
+                f"<tr{css}><td>{when_text}</td><td>{reading_value(r)}</td><td>{reading_flag(r)}</td>"
+                f"<td>{_esc(r.reference_range or '—')}</td></tr>"
             )
         else:
-            css = _CURRENT if r.in_encounter else ""
-            rows.append(format_html("<tr{}><td>{}</td><td>{}</td></tr>", css, when_text, reading_value(r)))
+            css = ' class="current"' if r.in_encounter else ""
+            rows.append(f"<tr{css}><td>{when_text}</td><td>{reading_value(r)}</td></tr>")
     return SafeString("".join(rows))
