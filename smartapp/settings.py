@@ -116,10 +116,16 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several threads and two servers share one SQLite file in the demo and the tests.
+    # Several threads and two servers share one SQLite file in the demo and the tests. WAL with
+    # synchronous=NORMAL cannot corrupt the file and skips an fsync per commit (production runs
+    # PostgreSQL; SQLite is the demo and test default).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
     # The test database on disk, not in shared-cache memory: threads in tests (parallel FHIR
     # queries, concurrent refreshes) then wait on SQLite's busy timeout instead of failing with
