@@ -20,7 +20,9 @@ def format_when(when: When | None, empty: str = "Date not recorded") -> str:
         return value.strftime("%b %Y")
     if when.precision == "day" or not isinstance(value, datetime):
         return f"{value.day} {value.strftime('%b %Y')}"
-    local = timezone.localtime(value)
+    # The app shows one configured zone (settings.TIME_ZONE, never per-request activate()), and
+    # the default zone is cached: this runs hundreds of times per dashboard.
+    local = value.astimezone(timezone.get_default_timezone())
     return f"{local.day} {local.strftime('%b %Y %H:%M')}"
 
 
