@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -17,6 +18,19 @@ DEFAULT_EHR_LAUNCH_SCOPE = "launch openid fhirUser online_access " + " ".join(
 DEFAULT_STANDALONE_SCOPE = "launch/patient openid fhirUser online_access " + " ".join(
     f"patient/{t}.rs" for t in DASHBOARD_RESOURCES
 )
+
+
+def validate_frame_ancestors(value: str) -> None:
+    """Each entry must be a plain origin (scheme://host[:port]), so nothing can reach the CSP header."""
+    from smartapp.security import normalize_origin  # security imports this module
+
+    bad = [origin for origin in value.split() if normalize_origin(origin) is None]
+    if bad:
+        raise ValidationError(
+            "Not an origin (https://host[:port]; http only for localhost): %(bad)s",
+            params={"bad": ", ".join(bad[:5])},
+            code="invalid_origin",
+        )
 
 
 def normalize_issuer(iss: str) -> str:
@@ -65,6 +79,7 @@ class Ehr(models.Model):
     frame_ancestors = models.TextField(
         blank=True,
         default="",
+        validators=[validate_frame_ancestors],
         help_text="Origins allowed to embed the app in an iframe, space-separated (e.g. https://ehr.example.org).",
     )
     authorize_url_override = models.URLField(

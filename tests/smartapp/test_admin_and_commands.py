@@ -163,3 +163,14 @@ def test_it_generates_a_private_jwks_file(tmp_path):
     assert "SMART_JWKS_FILE" in out.getvalue()
     with pytest.raises(CommandError, match="exists"):
         call_command("generate_jwks", str(path))
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://ehr.example.org/path", "https://a.example.org; script-src *", "http://ehr.example.org", "*"],
+)
+def test_it_refuses_a_frame_ancestor_that_is_not_a_plain_origin(db, origin):
+    with pytest.raises(CommandError, match="frame_ancestors"):
+        _register("--name", "X", "--iss", "https://x.example.org/fhir", "--client-id", "c",
+                  "--client-secret", "s", "--frame-ancestor", origin)  # fmt: skip
+    assert not Ehr.objects.filter(iss="https://x.example.org/fhir").exists()
