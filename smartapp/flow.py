@@ -52,16 +52,26 @@ def ehr_for_issuer(iss: str) -> Ehr | None:
     return Ehr.objects.filter(iss=iss.rstrip("/"), enabled=True).first()
 
 
-def begin(request: HttpRequest, ehr: Ehr, kind: str, launch: str | None = None) -> str:
-    """Discover, build the authorize URL, remember the pending authorization; return the URL."""
+def begin(
+    request: HttpRequest, ehr: Ehr, kind: str, launch: str | None = None, iss: str | None = None
+) -> str:
+    """Discover, build the authorize URL, remember the pending authorization; return the URL.
+
+    For an EHR launch, `iss` is the issuer exactly as the EHR sent it (it becomes `aud`).
+    """
     standalone = kind == Launch.Kind.STANDALONE
     try:
         config = oauth.discover(ehr)
     except oauth.OAuthError as exc:
         logger.warning("cannot start authorization for ehr=%s: %s", ehr.pk, exc)
         raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
-    scope = oauth.scopes_for(" ".join(ehr.scope_list(standalone=standalone)), config)
-    auth = oauth.build_authorization(ehr, config, scope=scope, redirect_uri=redirect_uri(), launch=launch)
+    requested = ehr.scope_list(standalone=standalone)
+    if not standalone and "launch" not in requested:
+        requested = ["launch", *requested]  # an EHR launch means nothing without the launch scope
+    scope = oauth.scopes_for(" ".join(requested), config)
+    auth = oauth.build_authorization(
+        ehr, config, scope=scope, redirect_uri=redirect_uri(), launch=launch, aud=iss
+    )
     session.add_pending(
         request,
         auth.state,

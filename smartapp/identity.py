@@ -90,12 +90,20 @@ def _matching(keys: list[dict[str, Any]], kid: str | None, alg: str) -> dict[str
 
 
 def absolute_fhir_user(value: str, iss: str) -> str:
-    """`fhirUser` as an absolute URL (Epic sends absolute, others relative `Practitioner/123`)."""
+    """`fhirUser` as an absolute URL (Epic sends absolute, others relative `Practitioner/123`).
+
+    Only the resource types the IG allows (Patient, Practitioner, PractitionerRole,
+    RelatedPerson, Person) are kept; anything else is dropped with a log line.
+    """
+    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/scopes-and-launch-context.html#scopes-for-requesting-identity-data
     if not value:
         return ""
-    if urlsplit(value).scheme in ("http", "https"):
-        return value
-    return urljoin(iss.rstrip("/") + "/", value)
+    absolute = value if urlsplit(value).scheme in ("http", "https") else urljoin(iss.rstrip("/") + "/", value)
+    segments = urlsplit(absolute).path.rstrip("/").split("/")
+    if len(segments) < 2 or segments[-2] not in FHIR_USER_TYPES or not segments[-1]:
+        logger.warning("fhirUser claim ignored: not a %s reference", "/".join(FHIR_USER_TYPES))
+        return ""
+    return absolute
 
 
 def stable_username(issuer: str, sub: str) -> str:

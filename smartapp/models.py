@@ -33,6 +33,17 @@ def validate_frame_ancestors(value: str) -> None:
         )
 
 
+_V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
+
+
+def _v2_form(scope: str) -> str:
+    """`patient/X.read` → `patient/X.rs` (and .write, .*); other scopes unchanged."""
+    head, dot, permissions = scope.rpartition(".")
+    if dot and "/" in head and permissions in _V1_PERMISSIONS:
+        return f"{head}.{_V1_PERMISSIONS[permissions]}"
+    return scope
+
+
 def normalize_issuer(iss: str) -> str:
     """The one normalisation applied to an issuer: strip trailing slashes (nothing else)."""
     return (iss or "").strip().rstrip("/")
@@ -163,9 +174,13 @@ class Launch(models.Model):
         return set(self.scope.split())
 
     def scopes_not_granted(self) -> list[str]:
-        """Scopes the app asked for that the EHR (or the user, at consent) did not grant."""
-        granted = self.granted_scopes()
-        return [scope for scope in self.requested_scope.split() if scope not in granted]
+        """Scopes the app asked for that the EHR (or the user, at consent) did not grant.
+
+        Compared in v2 form, so an EHR answering `patient/Observation.read` to a request for
+        `patient/Observation.rs` is not reported as refusing it.
+        """
+        granted = {_v2_form(scope) for scope in self.scope.split()}
+        return [scope for scope in self.requested_scope.split() if _v2_form(scope) not in granted]
 
     def expires_within(self, seconds: float) -> bool:
         """True when the access token is expired or will be within `seconds`."""

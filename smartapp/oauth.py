@@ -229,7 +229,7 @@ def fetch_document(ehr: Ehr) -> tuple[dict[str, Any], str]:
     """Fetch the SMART configuration: .well-known first, the CapabilityStatement as a fallback."""
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/conformance.html#using-well-known
     try:
-        return _get_json(f"{ehr.iss}/.well-known/smart-configuration"), "smart-configuration"
+        document = _get_json(f"{ehr.iss}/.well-known/smart-configuration")
     except OAuthError as first:
         logger.info("smart-configuration unavailable for ehr=%s (%s); trying /metadata", ehr.pk, first)
         try:
@@ -239,6 +239,14 @@ def fetch_document(ehr: Ehr) -> tuple[dict[str, Any], str]:
                 f"Could not read {ehr.name}'s SMART configuration ({first} Fallback: {second})"
             ) from second
         return _from_capability_statement(statement), "metadata"
+    if document.get("authorization_endpoint") and document.get("token_endpoint"):
+        return document, "smart-configuration"
+    # A .well-known without endpoints: an older server may still declare them in /metadata.
+    try:
+        statement = _get_json(f"{ehr.iss}/metadata", accept="application/fhir+json")
+        return _from_capability_statement(statement), "metadata"
+    except OAuthError:
+        return document, "smart-configuration"  # evaluate() names what is missing
 
 
 def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configuration") -> SmartConfig:
@@ -358,8 +366,13 @@ def _v1_scope(scope: str) -> str:
 
 
 def scopes_for(requested: str, config: SmartConfig) -> str:
-    """The scope string to send: v2 as configured, or v1 when the EHR advertises only permission-v1."""
-    if config.has("permission-v1") and not config.has("permission-v2"):
+    """The scope string to send: v2 as configured, or v1 for an EHR that does not advertise v2.
+
+    v1 when the EHR lists permission-v1 without permission-v2, or when its configuration came
+    from the CapabilityStatement (a SMART v1-era server) and does not list permission-v2.
+    """
+    v1_only = config.has("permission-v1") or config.source == "metadata"
+    if v1_only and not config.has("permission-v2"):
         converted: list[str] = []
         for scope in requested.split():
             v1 = _v1_scope(scope)
@@ -381,9 +394,18 @@ class AuthorizationRequest:
 
 
 def build_authorization(
-    ehr: Ehr, config: SmartConfig, *, scope: str, redirect_uri: str, launch: str | None = None
+    ehr: Ehr,
+    config: SmartConfig,
+    *,
+    scope: str,
+    redirect_uri: str,
+    launch: str | None = None,
+    aud: str | None = None,
 ) -> AuthorizationRequest:
-    """The authorize URL (GET) with state, PKCE S256, aud and, for EHR launch, `launch`."""
+    """The authorize URL (GET) with state, PKCE S256, aud and, for EHR launch, `launch`.
+
+    `aud` is the `iss` exactly as the EHR sent it on an EHR launch (the registered issuer otherwise).
+    """
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#obtain-authorization-code
     state = secrets.token_urlsafe(32)  # 256 bits; the IG asks for at least 122
     verifier = new_code_verifier()
@@ -394,7 +416,7 @@ def build_authorization(
         "redirect_uri": redirect_uri,
         "scope": scope,
         "state": state,
-        "aud": ehr.iss,
+        "aud": aud or ehr.iss,
         "code_challenge": code_challenge(verifier),
         "code_challenge_method": "S256",
     }
@@ -446,7 +468,7 @@ def client_auth(ehr: Ehr, config: SmartConfig, endpoint: str) -> tuple[dict[str,
 
 @dataclass
 class TokenResponse:
-    """A validated token response; unknown extra keys are kept in `raw` minus the secrets."""
+    """A validated token response: the fields the app uses; unknown extra keys are ignored."""
 
     access_token: str
     expires_in: int
@@ -550,7 +572,9 @@ def parse_token_response(response: requests.Response, requested_scope: str) -> T
         raise TokenResponseError("The EHR's token response has an invalid scope.")
     fhir_context = body.get("fhirContext") or []
     if not isinstance(fhir_context, list):
-        raise TokenResponseError("The EHR's token response has an invalid fhirContext.")
+        # Extra context the dashboard does not need: a malformed one is noted, not fatal.
+        warnings.append("fhirContext is not a list; ignored.")
+        fhir_context = []
     banner = body.get("need_patient_banner")
     result = TokenResponse(
         access_token=access_token,

@@ -18,7 +18,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError
 from django.utils import timezone
 
 from smartapp import oauth
@@ -50,12 +49,20 @@ def _refreshed_since(fresh: Launch, seen: Launch) -> bool:
     return fresh.access_token != seen.access_token
 
 
-def _do_refresh(launch: Launch) -> Launch:
+def _config(launch: Launch) -> oauth.SmartConfig:
+    """Discovery happens before the lock is taken, so the lock only spans the token call."""
+    try:
+        return oauth.discover(launch.ehr)
+    except oauth.OAuthError as exc:
+        logger.info("refresh impossible for ehr=%s: %s", launch.ehr_id, type(exc).__name__)
+        raise RefreshError(str(exc)) from exc
+
+
+def _do_refresh(launch: Launch, config: oauth.SmartConfig) -> Launch:
     """One refresh call, storing the new tokens on the launch (caller holds the lock)."""
     if not launch.refresh_token:
         raise RefreshError("no refresh token")
     try:
-        config = oauth.discover(launch.ehr)
         result = oauth.refresh(
             launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
         )
@@ -79,7 +86,7 @@ def _do_refresh(launch: Launch) -> Launch:
 def _acquire(key: str, owner: str) -> bool:
     try:
         return cache.add(key, owner, LOCK_TIMEOUT)
-    except DatabaseError:
+    except Exception:  # DatabaseError, or a Redis error: any cache failure
         # A broken cache must not end every session: refresh unlocked (a race is unlikely).
         logger.warning("refresh lock unavailable; refreshing without it", exc_info=True)
         return True
@@ -88,11 +95,19 @@ def _acquire(key: str, owner: str) -> bool:
 def _holder(key: str) -> str | None:
     try:
         return cache.get(key)
-    except DatabaseError:
+    except Exception:  # a broken cache holds no lock
         return None
 
 
+def _release(key: str) -> None:
+    try:
+        cache.delete(key)
+    except Exception:  # the lock then expires by itself after LOCK_TIMEOUT
+        logger.warning("could not release the refresh lock", exc_info=True)
+
+
 def _refresh(launch: Launch, *, force: bool) -> Launch:
+    config = _config(launch)
     key = _lock_key(launch)
     owner = secrets.token_hex(8)
     for _attempt in range(2):
@@ -103,10 +118,10 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
                     return fresh  # another process refreshed between our read and the lock
                 if not force and not fresh.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
                     return fresh
-                return _do_refresh(fresh)
+                return _do_refresh(fresh, config)
             finally:
                 if _holder(key) == owner:
-                    cache.delete(key)
+                    _release(key)
         deadline = time.monotonic() + WAIT_SECONDS
         while _holder(key) is not None and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)

@@ -62,7 +62,7 @@ def launch(request: HttpRequest) -> HttpResponse:
             ),
         )
     try:
-        return redirect(begin(request, ehr, Launch.Kind.EHR, launch=launch_param))
+        return redirect(begin(request, ehr, Launch.Kind.EHR, launch=launch_param, iss=iss))
     except FlowError as error:
         return _error(request, error)
 

@@ -41,3 +41,11 @@ def test_it_lets_the_user_sign_out_inside_the_ehr_frame(client, make_launch, own
     # The signed-out page may be shown in the registered EHR's iframe (no DENY there).
     assert "X-Frame-Options" not in response
     assert f"frame-ancestors {ehr.frame_ancestors}" in response["Content-Security-Policy"]
+
+
+def test_it_does_not_report_v1_grants_of_v2_requests_as_refused(make_launch):
+    launch = make_launch(
+        requested_scope="launch openid patient/Observation.rs patient/Condition.rs",
+        scope="launch openid patient/Observation.read",
+    )
+    assert launch.scopes_not_granted() == ["patient/Condition.rs"]

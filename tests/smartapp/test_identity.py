@@ -153,6 +153,12 @@ def test_it_maps_fhir_user_to_an_absolute_url():
     absolute = "https://epic.example.org/api/FHIR/R4/Practitioner/abc"
     assert absolute_fhir_user(absolute, ISS) == absolute
     assert absolute_fhir_user("", ISS) == ""
+    assert absolute_fhir_user("Patient/p-9", ISS) == f"{ISS}/Patient/p-9"
+
+
+@pytest.mark.parametrize("value", ["Observation/o-1", "Practitioner", "https://evil.example.org/", "a/b/c"])
+def test_it_drops_a_fhir_user_that_names_no_user_resource(value):
+    assert absolute_fhir_user(value, ISS) == ""
 
 
 def test_it_derives_usernames_per_issuer_and_subject():

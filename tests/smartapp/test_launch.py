@@ -38,6 +38,13 @@ def test_it_redirects_an_ehr_launch_to_the_authorize_endpoint(client, smart_ehr,
     assert params["code_challenge"] != pending["verifier"]
 
 
+def test_it_always_asks_for_the_launch_scope_on_an_ehr_launch(client, smart_ehr):
+    smart_ehr.ehr_launch_scope = "openid fhirUser patient/Patient.rs"  # an admin dropped `launch`
+    smart_ehr.save()
+    params = _params(client.get("/launch", {"iss": ISS, "launch": "x"}))
+    assert params["scope"].split() == ["launch", "openid", "fhirUser", "patient/Patient.rs"]
+
+
 def test_it_accepts_a_trailing_slash_on_iss(client, smart_ehr):
     assert client.get("/launch", {"iss": ISS + "/", "launch": "x"}).status_code == 302
 

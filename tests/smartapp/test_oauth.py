@@ -85,6 +85,20 @@ def test_it_discovers_caches_and_records_the_configuration(mocked, ehr):
     assert mocked.calls[0].request.headers["Accept"] == "application/json"
 
 
+def test_it_tries_the_capability_statement_when_well_known_names_no_endpoints(mocked, ehr):
+    mocked.get(WELL_KNOWN, json={"capabilities": ["launch-ehr"]})
+    mocked.get(METADATA, json=CAPABILITY_STATEMENT)
+    config = oauth.discover(ehr)
+    assert (config.token_endpoint, config.source) == (TOKEN, "metadata")
+
+
+def test_it_asks_a_capability_statement_era_server_for_v1_scopes(mocked, ehr):
+    mocked.get(WELL_KNOWN, status=404)
+    mocked.get(METADATA, json=CAPABILITY_STATEMENT)
+    config = oauth.discover(ehr)
+    assert oauth.scopes_for("launch patient/Patient.rs", config) == "launch patient/Patient.read"
+
+
 def test_it_resolves_relative_endpoints_against_the_fhir_base(mocked, ehr):
     mocked.get(
         WELL_KNOWN,
@@ -95,30 +109,30 @@ def test_it_resolves_relative_endpoints_against_the_fhir_base(mocked, ehr):
     assert config.token_endpoint == "https://ehr.example.org/token"
 
 
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+CAPABILITY_STATEMENT = {
+    "resourceType": "CapabilityStatement",
+    "rest": [
+        {
+            "security": {
+                "extension": [
+                    {
+                        "url": OAUTH_URIS,
+                        "extension": [
+                            {"url": "authorize", "valueUri": AUTHORIZE},
+                            {"url": "token", "valueUri": TOKEN},
+                        ],
+                    }
+                ]
+            }
+        }
+    ],
+}
+
+
 def test_it_falls_back_to_the_capability_statement(mocked, ehr):
     mocked.get(WELL_KNOWN, status=404)
-    uris = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
-    mocked.get(
-        METADATA,
-        json={
-            "resourceType": "CapabilityStatement",
-            "rest": [
-                {
-                    "security": {
-                        "extension": [
-                            {
-                                "url": uris,
-                                "extension": [
-                                    {"url": "authorize", "valueUri": AUTHORIZE},
-                                    {"url": "token", "valueUri": TOKEN},
-                                ],
-                            }
-                        ]
-                    }
-                }
-            ],
-        },
-    )
+    mocked.get(METADATA, json=CAPABILITY_STATEMENT)
     config = oauth.discover(ehr)
     assert (config.authorization_endpoint, config.token_endpoint, config.source) == (
         AUTHORIZE,
@@ -311,7 +325,6 @@ def test_it_explains_missing_signing_keys(mocked, ehr, settings):
         ({"status": 200, "json": token_body(patient="x" * 257)}, oauth.TokenResponseError, "invalid patient"),
         ({"status": 200, "json": token_body(patient="a/../b")}, oauth.TokenResponseError, "invalid patient"),
         ({"status": 200, "json": token_body(encounter="e 1")}, oauth.TokenResponseError, "invalid encounter"),
-        ({"status": 200, "json": token_body(fhirContext="x")}, oauth.TokenResponseError, "fhirContext"),
         ({"body": requests.ReadTimeout()}, oauth.TransportError, "in time"),
         ({"body": requests.ConnectionError()}, oauth.TransportError, "reached"),
     ],
@@ -340,6 +353,13 @@ def test_it_assumes_a_short_life_when_expires_in_is_missing(mocked, ehr, caplog)
     result = _exchange(ehr)
     assert result.expires_in == oauth.DEFAULT_EXPIRES_IN == 300
     assert "expires_in missing" in caplog.text
+
+
+def test_it_ignores_a_malformed_fhir_context_with_a_warning(mocked, ehr, caplog):
+    mocked.post(TOKEN, json=token_body(fhirContext="x", scope=SCOPE))
+    result = _exchange(ehr)
+    assert result.fhir_context == []
+    assert "fhirContext is not a list" in caplog.text
 
 
 def test_it_records_a_narrower_granted_scope(mocked, ehr):
