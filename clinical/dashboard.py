@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -724,6 +724,25 @@ def build_problems(conditions: tuple[Any, ...]) -> tuple[tuple[Problem, ...], tu
 # --- Queries and the parallel wave -----------------------------------------------------------
 
 
+def only_patient(result: fhir.SearchResult, patient_id: str) -> fhir.SearchResult:
+    """Never another patient's data: drop entries whose subject names a different patient.
+
+    A server that ignores a search parameter it does not support returns everyone's entries;
+    the patient filter is checked here again rather than trusted.
+    """
+    kept = tuple(
+        r
+        for r in result.resources
+        if reference_id(getattr(r, "subject", None), "Patient") in ("", patient_id)
+    )
+    dropped = result.count - len(kept)
+    if not dropped:
+        return result
+    logger.warning("dropped %d search entries that belong to another patient", dropped)
+    note = f"{dropped} entries for another patient were returned by the EHR and are not shown."
+    return replace(result, resources=kept, warnings=(*result.warnings, note))
+
+
 def _state_from_result(result: fhir.SearchResult, shown: int) -> PanelState:
     return PanelState(
         "ok",
@@ -817,7 +836,7 @@ def build_dashboard(
             outcome[name] = _not_authorized(scopes.describe(rtype, levels))
             return
         query = {**params, **dict(grant.restrictions)}
-        tasks[name] = lambda: build(client.search(rtype, query))
+        tasks[name] = lambda: build(only_patient(client.search(rtype, query), patient_id))
 
     def plan_read(name: str, rtype: str, rid: str, build: Callable[[Any], Any]) -> None:
         if not scopes.check(granted_scopes, rtype, "read", levels=levels).allowed:
