@@ -44,6 +44,14 @@ def _v2_form(scope: str) -> str:
     return scope
 
 
+def validate_issuer(value: str) -> None:
+    """An EHR's FHIR base must be https (plain http only for a loopback dev sandbox)."""
+    from smartapp.oauth import is_secure_url  # oauth imports this module
+
+    if not is_secure_url(value):
+        raise ValidationError("The issuer must be an https URL.", code="insecure_issuer")
+
+
 def normalize_issuer(iss: str) -> str:
     """The one normalisation applied to an issuer: strip trailing slashes (nothing else)."""
     return (iss or "").strip().rstrip("/")
@@ -63,6 +71,7 @@ class Ehr(models.Model):
         "issuer (FHIR base URL)",
         max_length=500,
         unique=True,
+        validators=[validate_issuer],
         help_text="The FHIR base URL the EHR sends as `iss`. Stored without a trailing slash.",
     )
     client_id = models.CharField(max_length=255, help_text="The client_id this EHR issued to the app.")

@@ -127,7 +127,8 @@ def _http() -> requests.Session:
 
 def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
     try:
-        response = _http().get(url, headers={"Accept": accept}, timeout=_timeout())
+        # No redirects: only the documents the registered EHR names are ever fetched.
+        response = _http().get(url, headers={"Accept": accept}, timeout=_timeout(), allow_redirects=False)
     except requests.Timeout as exc:
         raise TransportError("The EHR did not answer in time.") from exc
     except requests.RequestException as exc:
@@ -183,6 +184,15 @@ class SmartConfig:
 
     def has(self, capability: str) -> bool:
         return capability in self.capabilities
+
+
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_secure_url(url: str) -> bool:
+    """https, or plain http to a loopback host (the dev sandbox): secrets never cross a network in clear."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS)
 
 
 def _resolve(base: str, value: Any) -> str:
@@ -271,6 +281,10 @@ def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configurat
         config.errors.append("No authorization_endpoint.")
     if not config.token_endpoint:
         config.errors.append("No token_endpoint.")
+    for name in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
+        url = getattr(config, name)
+        if url and not is_secure_url(url):
+            config.errors.append(f"{name} must use https ({url.split('?')[0]}).")
 
     # PKCE is always sent; only an explicit list without S256 is a hard error.
     methods = config.code_challenge_methods

@@ -11,6 +11,7 @@ import jwt
 import pytest
 import requests
 import responses
+from django.core.exceptions import ValidationError
 
 from smartapp import keys, oauth
 from smartapp.models import Ehr
@@ -424,3 +425,34 @@ def test_it_reports_a_fetch_failure_for_the_admin(mocked, ehr):
     assert not report.ok
     assert "other than JSON" in report.fetch_error
     assert json.dumps(report.capabilities)  # renders without a config
+
+
+# --- Transport security of what discovery names ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field", ["authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"]
+)
+def test_it_refuses_plain_http_endpoints_that_would_carry_secrets_in_clear(ehr, field):
+    config = _config(ehr, **{field: "http://attacker.example.net/x"})
+    assert any(field in error and "https" in error for error in config.errors)
+
+
+def test_it_allows_plain_http_only_on_loopback(ehr):
+    config = _config(ehr, token_endpoint="http://127.0.0.1:9000/auth/token")
+    assert config.errors == []
+
+
+def test_it_does_not_follow_a_redirect_from_the_discovery_document(mocked, ehr):
+    mocked.get(WELL_KNOWN, status=302, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    mocked.get(METADATA, status=302, headers={"Location": "http://10.0.0.5/"})
+    with pytest.raises(oauth.DiscoveryError):
+        oauth.discover(ehr)
+    assert [call.request.url for call in mocked.calls] == [WELL_KNOWN, METADATA]
+
+
+@pytest.mark.parametrize("iss", ["http://ehr.example.org/fhir", "ftp://ehr.example.org/fhir"])
+def test_it_refuses_to_register_an_issuer_without_tls(db, iss):
+    ehr = Ehr(name="X", slug="x", iss=iss, client_id="c", client_secret="s")
+    with pytest.raises(ValidationError, match="https"):
+        ehr.full_clean()
