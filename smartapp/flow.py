@@ -139,7 +139,9 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
     # RFC 9207 mix-up defence: the response must come from the issuer we sent the user to.
     returned_iss = params.get("iss")
     expected = {i for i in (config.issuer, ehr.iss) if i}
-    if returned_iss is not None and not any(hmac.compare_digest(returned_iss, i) for i in expected):
+    if returned_iss is not None and not any(
+        hmac.compare_digest(returned_iss.encode(), i.encode()) for i in expected
+    ):
         logger.warning("callback iss mismatch for ehr=%s", ehr.pk)
         raise FlowError(
             "Invalid sign-in response", "The response came from an unexpected issuer.", ehr=ehr, kind=kind
@@ -199,6 +201,10 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         intent=tokens.intent[:128],
         tenant=tokens.tenant[:256],
     )
+    if user is None:
+        # No sign-in (no openid, or no id_token) means no login() to rotate the session key: do
+        # it here, so a session id planted before the launch never owns its data.
+        request.session.cycle_key()
     session.remember_launch(request, launch)
     return launch
 

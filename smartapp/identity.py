@@ -189,7 +189,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         azp = claims.get("azp")
         if (len(audiences) > 1 or azp is not None) and azp != self.ehr.client_id:
             raise IdentityError("The EHR's id_token was issued to another party (azp).")
-        if not nonce or not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+        if not nonce or not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
             logger.warning("id_token rejected: nonce mismatch (ehr=%s)", self.ehr.pk)
             raise IdentityError("The EHR's id_token does not belong to this sign-in (nonce).")
         return claims
@@ -202,7 +202,9 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         return isinstance(claims.get("sub"), str) and bool(claims["sub"])
 
     def get_username(self, claims) -> str:
-        return stable_username(claims["iss"], claims["sub"])
+        # Keyed on the registered EHR, not the token's own `iss` claim: another EHR publishing
+        # the same issuer string must not reach this EHR's users.
+        return stable_username(self.ehr.iss, claims["sub"])
 
     def filter_users_by_claims(self, claims):
         return self.UserModel.objects.filter(username=self.get_username(claims))

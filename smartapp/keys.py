@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ class KeyConfigurationError(Exception):
 class SigningKey:
     kid: str
     alg: str
-    private_jwk: dict[str, Any]
+    private_jwk: dict[str, Any] = field(repr=False)  # never in a log or traceback
 
     def public_jwk(self) -> dict[str, Any]:
         members = _PUBLIC_MEMBERS[self.private_jwk["kty"]]

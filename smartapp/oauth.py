@@ -400,11 +400,11 @@ def scopes_for(requested: str, config: SmartConfig) -> str:
 class AuthorizationRequest:
     """A ready authorize redirect plus what the callback must remember (kept server-side)."""
 
-    url: str
-    state: str
-    code_verifier: str
-    nonce: str
-    scope: str
+    url: str = field(repr=False)  # carries the nonce
+    state: str = field(default="")
+    code_verifier: str = field(default="", repr=False)
+    nonce: str = field(default="", repr=False)
+    scope: str = ""
 
 
 def build_authorization(
@@ -523,6 +523,9 @@ def _error_from(response: requests.Response) -> OAuthError:
     return TokenError(f"The EHR's token service answered HTTP {response.status_code}.")
 
 
+MAX_EXPIRES_IN = 24 * 3600
+
+
 def _expires_in(value: Any, warnings: list[str]) -> int:
     if value is None:
         warnings.append(f"expires_in missing; assuming {DEFAULT_EXPIRES_IN} s")
@@ -531,11 +534,12 @@ def _expires_in(value: Any, warnings: list[str]) -> int:
         raise TokenResponseError("The EHR's token response has an invalid expires_in.")
     try:
         seconds = int(float(value))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TokenResponseError("The EHR's token response has an invalid expires_in.") from exc
     if seconds <= 0:
         raise TokenResponseError("The EHR issued a token that has already expired.")
-    return seconds
+    # A token claiming to live for more than a day is treated as a day: the app re-checks then.
+    return min(seconds, MAX_EXPIRES_IN)
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str:

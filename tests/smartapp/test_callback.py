@@ -61,7 +61,7 @@ def test_it_completes_an_ehr_launch(client, smart_ehr, mocked, ehr_keys, caplog)
     assert 3500 < (launch.expires_at.timestamp() - time.time()) <= 3600
     user = get_user_model().objects.get()
     assert launch.user == user
-    assert user.username == stable_username(ISSUER, "user-123")
+    assert user.username == stable_username(ISS, "user-123")
     assert client.session[SESSION_KEY] == str(user.pk)
     assert client.session.session_key != session_before  # rotated on login
     assert session.LAUNCHES_KEY in client.session and launch.handle in client.session[session.LAUNCHES_KEY]
@@ -77,11 +77,14 @@ def test_it_completes_a_standalone_launch_without_openid(client, smart_ehr, mock
     smart_ehr.save()
     params = _start(client, smart_ehr, standalone=True)
     assert "nonce" not in params
+    session_before = client.session.session_key
     mocked.post(TOKEN, json=token_body(scope="launch/patient patient/Patient.rs"))
     response = client.get("/callback", {"code": "c", "state": params["state"]})
     assert response.status_code == 302
     launch = Launch.objects.get()
     assert (launch.kind, launch.user, launch.fhir_user) == ("standalone", None, "")
+    # No sign-in, yet the session key is rotated: a planted session id never owns the launch.
+    assert client.session.session_key != session_before
 
 
 def test_it_keeps_two_tabs_on_their_own_patients(client, smart_ehr, mocked, ehr_keys):
@@ -162,6 +165,15 @@ def test_it_tells_ehr_launch_users_to_relaunch_after_an_error(client, smart_ehr)
 def test_it_accepts_a_matching_rfc_9207_iss(client, smart_ehr, mocked, ehr_keys):
     params = _start(client, smart_ehr)
     assert _finish(client, mocked, ehr_keys, params, query={"iss": ISSUER}).status_code == 302
+
+
+def test_it_refuses_a_non_ascii_rfc_9207_iss_without_crashing(client, smart_ehr, mocked, ehr_keys):
+    params = _start(client, smart_ehr)
+    response = client.get(
+        "/callback", {"code": "c", "state": params["state"], "iss": "https://ehr.éxample.org"}
+    )
+    assert response.status_code == 400
+    assert b"unexpected issuer" in response.content
 
 
 def test_it_refuses_a_mismatched_rfc_9207_iss(client, smart_ehr, mocked, ehr_keys):

@@ -37,7 +37,7 @@ def _verify(ehr, config, token, nonce="the-nonce"):
 
 def test_it_verifies_a_good_id_token_and_creates_the_user(jwks_mock, ehr, config, ehr_keys):
     user = _verify(ehr, config, ehr_keys.id_token())
-    assert user.username == stable_username(ISSUER, "user-123")
+    assert user.username == stable_username(ISS, "user-123")  # keyed on the registered EHR
     assert (user.first_name, user.last_name) == ("Ada", "Lovelace")
     assert not user.has_usable_password()
     again = _verify(ehr, config, ehr_keys.id_token(given_name=None, family_name=None))

@@ -322,6 +322,8 @@ def test_it_explains_missing_signing_keys(mocked, ehr, settings):
         ({"status": 200, "json": token_body(token_type=None)}, oauth.TokenResponseError, "Bearer"),
         ({"status": 200, "json": token_body(expires_in="soon")}, oauth.TokenResponseError, "expires_in"),
         ({"status": 200, "json": token_body(expires_in=0)}, oauth.TokenResponseError, "expired"),
+        ({"status": 200, "json": token_body(expires_in="1e400")}, oauth.TokenResponseError, "expires_in"),
+        ({"status": 200, "json": token_body(expires_in="Infinity")}, oauth.TokenResponseError, "expires_in"),
         ({"status": 200, "json": token_body(patient=None)}, oauth.TokenResponseError, "patient"),
         ({"status": 200, "json": token_body(patient="x" * 257)}, oauth.TokenResponseError, "invalid patient"),
         ({"status": 200, "json": token_body(patient="a/../b")}, oauth.TokenResponseError, "invalid patient"),
@@ -456,3 +458,17 @@ def test_it_refuses_to_register_an_issuer_without_tls(db, iss):
     ehr = Ehr(name="X", slug="x", iss=iss, client_id="c", client_secret="s")
     with pytest.raises(ValidationError, match="https"):
         ehr.full_clean()
+
+
+def test_it_caps_an_absurd_token_lifetime_at_a_day(mocked, ehr):
+    mocked.post(TOKEN, json=token_body(expires_in=10**9, scope=SCOPE))
+    assert _exchange(ehr).expires_in == oauth.MAX_EXPIRES_IN == 86400
+
+
+def test_it_keeps_secrets_out_of_reprs(app_keys):
+    signing = keys.signing_key(["RS384"])
+    assert signing.private_jwk["d"] not in repr(signing)
+    ehr = Ehr(iss="https://ehr.example.org/fhir", client_id="c")
+    config = oauth.evaluate(ehr, SMART_CONFIGURATION)
+    auth = oauth.build_authorization(ehr, config, scope="openid", redirect_uri="https://app/cb")
+    assert auth.code_verifier not in repr(auth) and auth.nonce not in repr(auth) and "?" not in repr(auth)
