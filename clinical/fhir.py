@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -428,6 +428,11 @@ class FhirClient:
         if (parts.hostname or "").lower() != (self._base.hostname or "").lower():
             return False
         if _port(parts) != _port(self._base):
+            return False
+        # Dot segments (also percent-encoded) would be resolved by the HTTP stack to a path
+        # outside the base while passing a prefix check: refuse them outright.
+        segments = unquote(parts.path).split("/")
+        if "." in segments or ".." in segments:
             return False
         base_path = self._base.path.rstrip("/")
         return parts.path == base_path or parts.path.startswith(base_path + "/")

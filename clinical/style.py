@@ -9,9 +9,11 @@ Reference: https://hl7.org/fhir/smart-app-launch/app-launch.html#styling
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import re
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 STYLE_TIMEOUT = (2.0, 2.0)
 STYLE_MAX_BYTES = 32 * 1024
+STYLE_DEADLINE = 3.0  # seconds for the whole download
 STYLE_CACHE_SECONDS = 3600
 _HEX_RE = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _RGB_RE = re.compile(r"^rgb\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)$")
@@ -124,13 +127,21 @@ def css_declarations(props: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in sorted(props.items()))
 
 
+def _internal_ip(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name, not a literal address
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+
+
 def style_url_allowed(url: str, fhir_base: str) -> bool:
-    """https anywhere, or the FHIR server's own origin (the http sandbox): never other schemes."""
+    """https (not to a literal internal address), or the FHIR server's own origin (the http sandbox)."""
     parts, base = urlsplit(url), urlsplit(fhir_base)
     if parts.username or parts.password or not parts.hostname:
         return False
     if parts.scheme == "https":
-        return True
+        return not _internal_ip(parts.hostname) or parts.hostname == base.hostname
     return parts.scheme == base.scheme and (parts.hostname, parts.port) == (base.hostname, base.port)
 
 
@@ -155,9 +166,14 @@ def fetch(url: str, session: requests.Session | None = None) -> dict[str, str]:
         )
         if response.status_code != 200:
             return {}
-        body = response.raw.read(STYLE_MAX_BYTES + 1, decode_content=True)
-        if len(body) > STYLE_MAX_BYTES:
-            return {}
+        # A total deadline, not only per-read timeouts: a server trickling bytes must not hold a
+        # request thread.
+        deadline = time.monotonic() + STYLE_DEADLINE
+        body = b""
+        for chunk in response.iter_content(4096):
+            body += chunk
+            if len(body) > STYLE_MAX_BYTES or time.monotonic() > deadline:
+                return {}
         return sanitize(json.loads(body))
     except (requests.RequestException, ValueError):
         logger.info("smart_style_url could not be used")

@@ -100,6 +100,9 @@ def test_it_stops_at_the_page_cap():
         "https://ehr.example.org/other/Observation?page=2",  # outside the base path
         "https://ehr.example.org/fhirX/Observation",  # prefix trick
         "https://user:pw@ehr.example.org/fhir/Observation",
+        "https://ehr.example.org/fhir/../admin/Observation",  # dot segments leave the base
+        "https://ehr.example.org/fhir/%2e%2e/admin/Observation",
+        "https://ehr.example.org/fhir/./%2E%2E/admin",
     ],
 )
 def test_it_refuses_a_next_link_outside_the_fhir_base(foreign):

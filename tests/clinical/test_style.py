@@ -61,6 +61,8 @@ def test_it_drops_colour_pairs_below_wcag_aa_contrast():
         ("http://other.example.org/style.json", False),
         ("file:///etc/passwd", False),
         ("https://user:pw@ehr.example.org/s.json", False),
+        ("https://169.254.169.254/latest/meta-data", False),  # cloud metadata address
+        ("https://10.0.0.5/style.json", False),
     ],
 )
 def test_it_fetches_style_only_from_allowed_urls(url, allowed):
