@@ -79,3 +79,29 @@ def test_it_changes_nothing_when_a_value_cannot_be_decrypted(settings):
     with pytest.raises(CommandError, match=f"smartapp.Ehr pk={second.pk} field client_secret"):
         call_command("rotate_encryption_keys", stdout=io.StringIO())
     assert _raw("smartapp_ehr", "client_secret", first.pk) == before  # rolled back
+
+
+@pytest.mark.django_db
+def test_it_never_overwrites_a_token_refreshed_during_rotation(settings, monkeypatch):
+    from smartapp import crypto
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.TOKEN_ENCRYPTION_KEYS = [old]
+    ehr = Ehr.objects.create(
+        name="E", slug="e", iss="https://e.example.org/fhir", client_id="c", client_secret="s"
+    )
+    launch = Launch.objects.create(
+        handle="h1", ehr=ehr, kind="ehr", access_token="at-1", refresh_token="rt-1"
+    )
+    settings.TOKEN_ENCRYPTION_KEYS = [new, old]
+    real_rotate = crypto.rotate
+
+    def rotate_while_a_refresh_lands(ciphertext: str) -> str:
+        # A refresh in another process stores rotated tokens between the read and the write.
+        Launch.objects.filter(pk=launch.pk).update(access_token="at-2", refresh_token="rt-2")
+        return real_rotate(ciphertext)
+
+    monkeypatch.setattr(crypto, "rotate", rotate_while_a_refresh_lands)
+    call_command("rotate_encryption_keys", stdout=io.StringIO())
+    fresh = Launch.objects.get(pk=launch.pk)
+    assert (fresh.access_token, fresh.refresh_token) == ("at-2", "rt-2")

@@ -40,8 +40,13 @@ def rotate_model(model: type[models.Model], fields: tuple[str, ...]) -> int:
                     "key; nothing was changed. Is an old key missing from TOKEN_ENCRYPTION_KEYS?"
                 ) from exc
         if updates:
-            model._default_manager.filter(pk=pk).update(**updates)
-            rotated += len(updates)
+            # Only if the row still holds what was read: a token refreshed meanwhile was written
+            # under the newest key already, and must not be overwritten with the old token.
+            unchanged = {
+                f"raw_{name}": ciphertext or "" for name, ciphertext in zip(fields, ciphertexts, strict=True)
+            }
+            written = model._default_manager.annotate(**raw).filter(pk=pk, **unchanged).update(**updates)
+            rotated += len(updates) if written else 0
     return rotated
 
 
