@@ -97,8 +97,9 @@ def test_it_never_overwrites_a_token_refreshed_during_rotation(settings, monkeyp
     real_rotate = crypto.rotate
 
     def rotate_while_a_refresh_lands(ciphertext: str) -> str:
-        # A refresh in another process stores rotated tokens between the read and the write.
-        Launch.objects.filter(pk=launch.pk).update(access_token="at-2", refresh_token="rt-2")
+        # A refresh in another process stores new tokens after the launch row was read.
+        if crypto.decrypt(ciphertext) == "at-1":
+            Launch.objects.filter(pk=launch.pk).update(access_token="at-2", refresh_token="rt-2")
         return real_rotate(ciphertext)
 
     monkeypatch.setattr(crypto, "rotate", rotate_while_a_refresh_lands)
