@@ -69,11 +69,20 @@ class EhrForm(forms.ModelForm):
 @admin.register(Ehr)
 class EhrAdmin(admin.ModelAdmin):
     form = EhrForm
-    list_display = ("name", "slug", "iss", "client_id", "auth_method", "enabled", "discovered_at")
+    list_display = (
+        "name",
+        "slug",
+        "iss",
+        "client_id",
+        "auth_method",
+        "enabled",
+        "discovered_at",
+        "discovery_status",
+    )
     list_filter = ("enabled", "auth_method")
     search_fields = ("name", "slug", "iss", "client_id")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("discovery", "discovered_at", "created_at", "updated_at")
+    readonly_fields = ("discovery_problems", "discovery", "discovered_at", "created_at", "updated_at")
     actions = ["check_configuration"]
     fieldsets = (
         (None, {"fields": ("name", "slug", "iss", "enabled")}),
@@ -81,7 +90,10 @@ class EhrAdmin(admin.ModelAdmin):
         ("Scopes", {"fields": ("ehr_launch_scope", "standalone_scope")}),
         ("Embedding", {"fields": ("frame_ancestors",)}),
         ("Endpoint overrides", {"fields": ("authorize_url_override", "token_url_override")}),
-        ("Discovery", {"fields": ("discovery", "discovered_at", "created_at", "updated_at")}),
+        (
+            "Discovery",
+            {"fields": ("discovery_problems", "discovery", "discovered_at", "created_at", "updated_at")},
+        ),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
@@ -100,6 +112,20 @@ class EhrAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         fields = tuple(super().get_readonly_fields(request, obj))
         return fields if self.has_change_permission(request, obj) else (*fields, "client_secret_status")
+
+    @admin.display(description="discovery")
+    def discovery_status(self, obj: Ehr) -> str:
+        if obj.discovered_at is None:
+            return "not fetched yet"
+        errors = sum(1 for p in obj.discovery_problems if p.startswith("Error"))
+        warnings = len(obj.discovery_problems) - errors
+        if not obj.discovery_problems:
+            return "OK"
+        return ", ".join(
+            part
+            for part in (f"{errors} error(s)" if errors else "", f"{warnings} warning(s)" if warnings else "")
+            if part
+        )
 
     @admin.display(description="client secret")
     def client_secret_status(self, obj: Ehr) -> str:

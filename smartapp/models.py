@@ -115,6 +115,12 @@ class Ehr(models.Model):
         null=True, blank=True, editable=False, help_text="Last fetched .well-known/smart-configuration."
     )
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    discovery_problems = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="What the last discovery found missing or wrong (errors stop launches; warnings do not).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

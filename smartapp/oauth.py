@@ -337,14 +337,20 @@ def discover(ehr: Ehr, *, use_cache: bool = True) -> SmartConfig:
                 raise
         else:
             cache.set(_cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)
-            Ehr.objects.filter(pk=ehr.pk).update(discovery=document, discovered_at=timezone.now())
+        config = evaluate(ehr, document, source)
+        # Fetched (not cached): record what it lacks where admins look, and log it once.
+        problems = [f"Error: {e}" for e in config.errors] + [f"Warning: {w}" for w in config.warnings]
+        for problem in problems:
+            logger.warning("ehr=%s discovery: %s", ehr.pk, problem)
+        if source != "overrides":
+            Ehr.objects.filter(pk=ehr.pk).update(
+                discovery=document, discovered_at=timezone.now(), discovery_problems=problems
+            )
     else:
         document, source = cached
-    config = evaluate(ehr, document, source)
+        config = evaluate(ehr, document, source)
     if config.errors:
         raise ConfigurationError(f"{ehr.name} cannot be used: " + " ".join(config.errors))
-    for warning in config.warnings:
-        logger.info("ehr=%s discovery warning: %s", ehr.pk, warning)
     return config
 
 

@@ -100,6 +100,16 @@ def test_it_asks_a_capability_statement_era_server_for_v1_scopes(mocked, ehr):
     assert oauth.scopes_for("launch patient/Patient.rs", config) == "launch patient/Patient.read"
 
 
+def test_it_records_what_discovery_lacks_where_admins_look(mocked, ehr):
+    document = {k: v for k, v in SMART_CONFIGURATION.items() if k != "code_challenge_methods_supported"}
+    mocked.get(WELL_KNOWN, json=document)
+    oauth.discover(ehr)
+    ehr.refresh_from_db()
+    assert ehr.discovery_problems == [
+        "Warning: code_challenge_methods_supported is missing; sending PKCE S256 anyway."
+    ]
+
+
 def test_it_resolves_relative_endpoints_against_the_fhir_base(mocked, ehr):
     mocked.get(
         WELL_KNOWN,
