@@ -209,9 +209,8 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
     return launch
 
 
-def sign_out(request: HttpRequest) -> int:
-    """Revoke this session's tokens where offered and delete its launches; return how many."""
-    launches = list(Launch.objects.select_related("ehr").filter(handle__in=session.owned_handles(request)))
+def revoke_and_delete(launches: list[Launch]) -> int:
+    """Ask each EHR that offers revocation to revoke the tokens, then delete the launches."""
     for launch in launches:
         try:
             config = oauth.discover(launch.ehr)
@@ -222,3 +221,9 @@ def sign_out(request: HttpRequest) -> int:
             oauth.revoke(launch.ehr, config, token=launch.access_token, hint="access_token")
     Launch.objects.filter(pk__in=[launch.pk for launch in launches]).delete()
     return len(launches)
+
+
+def sign_out(request: HttpRequest) -> int:
+    """Revoke this session's tokens where offered and delete its launches; return how many."""
+    handles = session.owned_handles(request)
+    return revoke_and_delete(list(Launch.objects.select_related("ehr").filter(handle__in=handles)))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from io import StringIO
+from urllib.parse import parse_qs
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from smartapp.models import Ehr
+from smartapp.models import Ehr, Launch
 from tests.smartapp.conftest import METADATA, SMART_CONFIGURATION, WELL_KNOWN
 
 
@@ -174,3 +177,22 @@ def test_it_refuses_a_frame_ancestor_that_is_not_a_plain_origin(db, origin):
         _register("--name", "X", "--iss", "https://x.example.org/fhir", "--client-id", "c",
                   "--client-secret", "s", "--frame-ancestor", origin)  # fmt: skip
     assert not Ehr.objects.filter(iss="https://x.example.org/fhir").exists()
+
+
+def test_it_purges_launches_older_than_the_session_lifetime_and_revokes_their_tokens(ehr, mocked):
+    revoke_url = "https://ehr.example.org/auth/revoke"
+    mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "revocation_endpoint": revoke_url})
+    mocked.post(revoke_url, status=200)
+    old = Launch.objects.create(
+        handle="old", ehr=ehr, kind="ehr", access_token="AT-old", refresh_token="RT-old"
+    )
+    Launch.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+    fresh = Launch.objects.create(handle="fresh", ehr=ehr, kind="ehr", access_token="AT-new")
+    out = StringIO()
+    call_command("purge_launches", stdout=out)
+    assert "1 launch(es) purged." in out.getvalue()
+    assert list(Launch.objects.values_list("handle", flat=True)) == [fresh.handle]
+    revoked = [
+        parse_qs(call.request.body)["token"][0] for call in mocked.calls if call.request.url == revoke_url
+    ]
+    assert revoked == ["RT-old", "AT-old"]
