@@ -71,3 +71,25 @@ def test_it_explains_a_launch_from_an_unknown_issuer(recorder, stack):
     expect(page.get_by_role("heading", name="Unknown EHR")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("This app is not registered with the EHR")
     expect(page.get_by_role("link", name="Start again")).to_be_visible()
+
+
+def test_it_signs_out_from_inside_the_ehrs_frame_with_csrf_intact(recorder, stack):
+    page = recorder.new_page()
+    page.goto(stack.sandbox.base_url + "/ehr/")
+    sign_in(page, "dr.smith")
+    page.get_by_role("link", name=CHEN, exact=True).click()
+    page.get_by_role("link", name="SMART Dashboard", exact=True).click()
+    app = page.frame_locator("iframe.app")
+    expect_dashboard(app)
+    dashboard_url = page.locator("iframe.app").element_handle().content_frame().url
+
+    app.get_by_text("About this launch").click()
+    expect(app.locator(".launch-details")).to_contain_text("patient/Observation.rs")
+    app.get_by_role("button", name="Sign out").click()
+
+    # The POST carried the CSRF cookie (SameSite=None; Partitioned) and token from inside the frame.
+    expect(app.get_by_role("heading", name="You are signed out")).to_be_visible()
+    assert recorder.statuses("/logout") == [200]
+    # The launch is gone: its dashboard URL now says the session ended.
+    page.locator("iframe.app").element_handle().content_frame().goto(dashboard_url)
+    expect(app.get_by_role("heading", name="Your session with the EHR has ended")).to_be_visible()
