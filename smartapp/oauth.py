@@ -628,20 +628,45 @@ def needs_patient(scope: str) -> bool:
     return any(s == "launch/patient" or s.startswith("patient/") for s in scope.split())
 
 
+TOKEN_RETRY_DELAY = 0.3  # seconds
+
+
+def _worth_one_retry(response: requests.Response) -> bool:
+    """A 5xx, or a 400 that carries no RFC 6749 error code: a glitch, not a refusal."""
+    if response.status_code >= 500:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return True
+    return not (isinstance(body, dict) and isinstance(body.get("error"), str))
+
+
 def exchange_code(
     ehr: Ehr, config: SmartConfig, *, code: str, code_verifier: str, redirect_uri: str, requested_scope: str
 ) -> TokenResponse:
     """Swap an authorization code for tokens (with PKCE and the EHR's client authentication)."""
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#obtain-access-token
-    fields, headers = client_auth(ehr, config, config.token_endpoint)
-    data = {
+    grant = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": redirect_uri,
         "code_verifier": code_verifier,
-        **fields,
     }
-    result = parse_token_response(_post_form(config.token_endpoint, data, headers), requested_scope)
+    fields, headers = client_auth(ehr, config, config.token_endpoint)
+    response = _post_form(config.token_endpoint, {**grant, **fields}, headers)
+    if _worth_one_retry(response):
+        # Field lesson (Epic): token endpoints occasionally fail without an OAuth error. One
+        # retry, with a fresh client assertion; a consumed code just gets invalid_grant.
+        logger.info(
+            "token endpoint answered HTTP %s without an OAuth error; retrying once", response.status_code
+        )
+        time.sleep(TOKEN_RETRY_DELAY)
+        fields, headers = client_auth(ehr, config, config.token_endpoint)
+        response = _post_form(config.token_endpoint, {**grant, **fields}, headers)
+    result = parse_token_response(response, requested_scope)
     if needs_patient(result.scope) and not result.patient:
         raise TokenResponseError("The EHR did not say which patient this launch is for.")
     return result

@@ -52,7 +52,7 @@ def test_it_refuses_a_state_replayed_after_a_failed_exchange(client, smart_ehr, 
     replay = client.get("/callback", {"code": CODE, "state": params["state"]})
     assert replay.status_code == 400
     assert "already used" in _page(replay)
-    assert _token_calls(mocked) == 1
+    assert _token_calls(mocked) == 2  # the failed exchange was retried once; the replay sent none
 
 
 def test_it_offers_a_standalone_retry_link_for_an_expired_standalone_state(

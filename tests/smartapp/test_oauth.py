@@ -482,3 +482,23 @@ def test_it_keeps_secrets_out_of_reprs(app_keys):
     config = oauth.evaluate(ehr, SMART_CONFIGURATION)
     auth = oauth.build_authorization(ehr, config, scope="openid", redirect_uri="https://app/cb")
     assert auth.code_verifier not in repr(auth) and auth.nonce not in repr(auth) and "?" not in repr(auth)
+
+
+@pytest.mark.parametrize(
+    "glitch", [{"status": 400, "body": ""}, {"status": 502, "body": "<html>bad gateway</html>"}]
+)
+def test_it_retries_the_code_exchange_once_after_a_glitch_without_an_oauth_error(
+    mocked, ehr, glitch, monkeypatch
+):
+    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    mocked.add(responses.POST, TOKEN, **glitch)
+    mocked.add(responses.POST, TOKEN, json=token_body(scope=SCOPE))
+    assert _exchange(ehr).access_token
+    assert len([c for c in mocked.calls if c.request.url == TOKEN]) == 2
+
+
+def test_it_does_not_retry_a_real_refusal(mocked, ehr):
+    mocked.add(responses.POST, TOKEN, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(oauth.TokenError, match="invalid_grant"):
+        _exchange(ehr)
+    assert len([c for c in mocked.calls if c.request.url == TOKEN]) == 1
