@@ -323,17 +323,29 @@ def _cache_key(ehr: Ehr) -> str:
     return "smart:discovery:" + hashlib.sha256(ehr.iss.encode()).hexdigest()
 
 
+DISCOVERY_FAILURE_TTL = 15  # seconds a failed discovery is remembered
+
+
+def _failure_key(ehr: Ehr) -> str:
+    return "smart:discovery-failed:" + hashlib.sha256(ehr.iss.encode()).hexdigest()
+
+
 def discover(ehr: Ehr, *, use_cache: bool = True) -> SmartConfig:
     """The EHR's usable SMART configuration (cached), or a `ConfigurationError`/`DiscoveryError`."""
     cached = cache.get(_cache_key(ehr)) if use_cache else None
     if cached is None:
+        failed = cache.get(_failure_key(ehr)) if use_cache else None
+        if failed and not (ehr.authorize_url_override and ehr.token_url_override):
+            # Failed moments ago: do not send every launch into the same slow timeout.
+            raise DiscoveryError(failed)
         try:
             document, source = fetch_document(ehr)
-        except OAuthError:
+        except OAuthError as exc:
             if ehr.authorize_url_override and ehr.token_url_override:
                 logger.warning("discovery failed for ehr=%s; using its endpoint overrides", ehr.pk)
                 document, source = {}, "overrides"
             else:
+                cache.set(_failure_key(ehr), str(exc), DISCOVERY_FAILURE_TTL)
                 raise
         else:
             cache.set(_cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)

@@ -100,6 +100,18 @@ def test_it_asks_a_capability_statement_era_server_for_v1_scopes(mocked, ehr):
     assert oauth.scopes_for("launch patient/Patient.rs", config) == "launch patient/Patient.read"
 
 
+def test_it_remembers_a_failed_discovery_briefly(mocked, ehr):
+    mocked.get(WELL_KNOWN, status=503)
+    mocked.get(METADATA, status=503)
+    for _ in range(3):
+        with pytest.raises(oauth.DiscoveryError):
+            oauth.discover(ehr)
+    assert len(mocked.calls) == 2  # one attempt (well-known + metadata), not three
+    with pytest.raises(oauth.DiscoveryError):
+        oauth.discover(ehr, use_cache=False)  # the admin's check always asks again
+    assert len(mocked.calls) == 4
+
+
 def test_it_records_what_discovery_lacks_where_admins_look(mocked, ehr):
     document = {k: v for k, v in SMART_CONFIGURATION.items() if k != "code_challenge_methods_supported"}
     mocked.get(WELL_KNOWN, json=document)
