@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from sandbox import oauth, synthetic
 from sandbox.faults import stats
 from sandbox.oauth import OAuthError
-from sandbox.scopes import parse_clinical
+from sandbox.scopes import NON_CLINICAL, parse_clinical
 from sandbox.store import Client, Resource, UserProfile
 
 CAPABILITIES = [
@@ -46,14 +46,7 @@ CAPABILITIES = [
     "authorize-post",
 ]
 SCOPES_SUPPORTED = [
-    "openid",
-    "fhirUser",
-    "profile",
-    "launch",
-    "launch/patient",
-    "launch/encounter",
-    "offline_access",
-    "online_access",
+    *sorted(NON_CLINICAL),
     "patient/*.rs",
     "user/*.rs",
     "system/*.rs",
