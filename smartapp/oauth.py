@@ -312,6 +312,9 @@ def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configurat
     elif not ehr.client_secret:
         config.errors.append(f"{ehr.auth_method} needs a client secret, and none is stored.")
 
+    grant_types = _str_list(document.get("grant_types_supported"))
+    if grant_types is not None and "authorization_code" not in grant_types:
+        config.warnings.append("grant_types_supported does not list authorization_code.")
     if "sso-openid-connect" in config.capabilities and not config.jwks_uri:
         config.warnings.append("sso-openid-connect is advertised but jwks_uri is missing.")
     if not config.capabilities:

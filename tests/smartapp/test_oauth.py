@@ -122,6 +122,12 @@ def test_it_records_what_discovery_lacks_where_admins_look(mocked, ehr):
     ]
 
 
+def test_it_warns_when_authorization_code_is_not_a_listed_grant_type(ehr):
+    config = _config(ehr, grant_types_supported=["client_credentials"])
+    assert "grant_types_supported does not list authorization_code." in config.warnings
+    assert "grant_types_supported" not in " ".join(_config(ehr).warnings)
+
+
 def test_it_resolves_relative_endpoints_against_the_fhir_base(mocked, ehr):
     mocked.get(
         WELL_KNOWN,
