@@ -205,7 +205,9 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         # No sign-in (no openid, or no id_token) means no login() to rotate the session key: do
         # it here, so a session id planted before the launch never owns its data.
         request.session.cycle_key()
-    session.remember_launch(request, launch)
+    evicted = session.remember_launch(request, launch)
+    if evicted:  # the session keeps its newest launches; end the oldest at the EHR too
+        revoke_and_delete(list(Launch.objects.select_related("ehr").filter(handle__in=evicted)))
     return launch
 
 

@@ -45,14 +45,13 @@ def pop_pending(request: HttpRequest, state: str) -> dict[str, Any] | None:
     return data
 
 
-def remember_launch(request: HttpRequest, launch: Launch) -> None:
-    """Give this session ownership of a launch."""
+def remember_launch(request: HttpRequest, launch: Launch) -> list[str]:
+    """Give this session ownership of a launch; return the handles of the oldest launches it
+    had to let go of (at most SMART_MAX_LAUNCHES_PER_SESSION are kept) for the caller to end."""
     handles = [h for h in request.session.get(LAUNCHES_KEY, []) if h != launch.handle]
     handles.append(launch.handle)
-    excess = handles[: -settings.SMART_MAX_LAUNCHES_PER_SESSION]
-    if excess:
-        Launch.objects.filter(handle__in=excess).delete()
     request.session[LAUNCHES_KEY] = handles[-settings.SMART_MAX_LAUNCHES_PER_SESSION :]
+    return handles[: -settings.SMART_MAX_LAUNCHES_PER_SESSION]
 
 
 def owned_handles(request: HttpRequest) -> list[str]:

@@ -227,3 +227,18 @@ def test_it_refuses_a_patient_scope_without_a_patient(client, smart_ehr, mocked,
 def test_it_refuses_a_missing_code(client, smart_ehr, mocked):
     params = _start(client, smart_ehr)
     assert client.get("/callback", {"state": params["state"]}).status_code == 400
+
+
+def test_it_ends_the_oldest_launch_when_a_session_holds_too_many(
+    client, smart_ehr, mocked, ehr_keys, settings
+):
+    settings.SMART_MAX_LAUNCHES_PER_SESSION = 2
+    handles = []
+    for n in range(3):
+        params = _start(client, smart_ehr, launch=f"tab-{n}")
+        handles.append(
+            _finish(client, mocked, ehr_keys, params, patient=f"pat-{n}")["Location"].split("/")[-2]
+        )
+    assert client.session[session.LAUNCHES_KEY] == handles[1:]
+    assert set(Launch.objects.values_list("handle", flat=True)) == set(handles[1:])
+    assert client.get(f"/c/{handles[0]}/").status_code == 401  # the evicted tab says its session ended
