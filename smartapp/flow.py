@@ -6,6 +6,7 @@ message, an HTTP status and an optional retry link), never raw exceptions.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -14,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -114,8 +116,20 @@ def _take_pending(request: HttpRequest, state: str) -> dict[str, Any]:
             "This sign-in response is unknown, was already used, or belongs to another browser session. "
             "Please start again.",
         )
-    # Persist the deletion now, so a concurrent replay of the same state finds nothing.
+    # Persist the deletion now, so a later replay of the same state finds nothing; and mark the
+    # state used in the shared cache, which is atomic, so two simultaneous callbacks carrying it
+    # cannot both pass (each would have loaded the session before the other saved it).
     request.session.save()
+    used_key = "smart:state-used:" + hashlib.sha256(state.encode()).hexdigest()
+    try:
+        first_use = cache.add(used_key, 1, settings.SMART_STATE_MAX_AGE)
+    except Exception:  # a cache outage must not block sign-in; the session pop still guards
+        logger.warning("state replay marker unavailable", exc_info=True)
+        first_use = True
+    if not first_use:
+        raise FlowError(
+            "Invalid sign-in response", "This sign-in response was already used. Please start again."
+        )
     if time.time() - pending.get("created", 0) > settings.SMART_STATE_MAX_AGE:
         ehr, kind = _retry_target(pending)
         raise FlowError(

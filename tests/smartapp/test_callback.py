@@ -242,3 +242,20 @@ def test_it_ends_the_oldest_launch_when_a_session_holds_too_many(
     assert client.session[session.LAUNCHES_KEY] == handles[1:]
     assert set(Launch.objects.values_list("handle", flat=True)) == set(handles[1:])
     assert client.get(f"/c/{handles[0]}/").status_code == 401  # the evicted tab says its session ended
+
+
+def test_it_refuses_a_state_consumed_by_a_simultaneous_callback(client, smart_ehr):
+    from types import SimpleNamespace
+
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from smartapp import flow
+
+    params = _start(client, smart_ehr)
+    key = client.session.session_key
+    first, second = SessionStore(key), SessionStore(key)
+    # Both requests loaded the session before either consumed the state.
+    assert params["state"] in first[session.PENDING_KEY] and params["state"] in second[session.PENDING_KEY]
+    flow._take_pending(SimpleNamespace(session=first), params["state"])
+    with pytest.raises(flow.FlowError, match="already used"):
+        flow._take_pending(SimpleNamespace(session=second), params["state"])
