@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.cookiejar
+import json
 import logging
 import re
 import secrets
@@ -125,18 +126,33 @@ def _http() -> requests.Session:
         return _pool
 
 
+# Discovery documents, CapabilityStatements and JWKS are small; a CapabilityStatement of a large
+# server can reach a few hundred KB.
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+
+
 def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
     try:
         # No redirects: only the documents the registered EHR names are ever fetched.
-        response = _http().get(url, headers={"Accept": accept}, timeout=_timeout(), allow_redirects=False)
+        response = _http().get(
+            url, headers={"Accept": accept}, timeout=_timeout(), allow_redirects=False, stream=True
+        )
+        with response:
+            if response.status_code != 200:
+                raise DiscoveryError(f"The EHR answered HTTP {response.status_code}.")
+            body = b""
+            for chunk in response.iter_content(64 * 1024):  # requests' errors, not urllib3's
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    break
     except requests.Timeout as exc:
         raise TransportError("The EHR did not answer in time.") from exc
     except requests.RequestException as exc:
         raise TransportError("The EHR could not be reached.") from exc
-    if response.status_code != 200:
-        raise DiscoveryError(f"The EHR answered HTTP {response.status_code}.")
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise DiscoveryError("The EHR's document is implausibly large.")
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError as exc:
         raise DiscoveryError("The EHR answered with something other than JSON.") from exc
     if not isinstance(data, dict):

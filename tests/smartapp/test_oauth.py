@@ -520,3 +520,11 @@ def test_it_does_not_retry_a_real_refusal(mocked, ehr):
     with pytest.raises(oauth.TokenError, match="invalid_grant"):
         _exchange(ehr)
     assert len([c for c in mocked.calls if c.request.url == TOKEN]) == 1
+
+
+def test_it_refuses_an_implausibly_large_discovery_document(mocked, ehr, monkeypatch):
+    monkeypatch.setattr(oauth, "MAX_DOCUMENT_BYTES", 1000)
+    mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "padding": "x" * 2000})
+    mocked.get(METADATA, status=404)
+    with pytest.raises(oauth.DiscoveryError, match="implausibly large"):
+        oauth.discover(ehr)
