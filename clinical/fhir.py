@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import importlib
+import json
 import re
 import threading
 import time
@@ -257,6 +258,21 @@ class Access:
     status_code: int | None = None
 
 
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # one FHIR response; pages are capped far below this
+
+
+def _read_capped(response: requests.Response) -> bytes | None:
+    """The body, or None past MAX_RESPONSE_BYTES: a broken or hostile server cannot exhaust memory."""
+    chunks, size = [], 0
+    with response:
+        for chunk in response.iter_content(256 * 1024):
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """Parsed matches of one search across its pages, and how complete they are."""
@@ -490,7 +506,10 @@ class FhirClient:
         headers = {"Accept": FHIR_JSON, "Authorization": f"Bearer {token}"}
         started = time.perf_counter()
         try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
+            response = self.session.get(
+                url, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
+            )
+            content = _read_capped(response)
         except requests.Timeout as exc:
             raise Timeout("the EHR did not answer in time") from exc
         except requests.RequestException as exc:
@@ -499,8 +518,10 @@ class FhirClient:
             with self._accesses_lock:
                 self._waits.append((started, time.perf_counter()))
         status = response.status_code
+        if content is None:
+            raise InvalidResponse("the EHR's answer was implausibly large", status_code=status)
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             body = None
         if 200 <= status < 300:

@@ -312,3 +312,11 @@ def test_it_pools_one_session_per_origin_and_refuses_cookies():
     )
     fhir.FhirClient("https://pool.example.org/fhir", TOKEN).read("Patient", "p")
     assert len(a.cookies) == 0
+
+
+@responses.activate
+def test_it_refuses_an_implausibly_large_response(monkeypatch):
+    monkeypatch.setattr(fhir, "MAX_RESPONSE_BYTES", 10_000)
+    responses.get(f"{BASE}/Observation", json=page([obs(i) for i in range(200)]))
+    with pytest.raises(fhir.InvalidResponse, match="implausibly large"):
+        client().search("Observation", {"patient": "pat-1"})
