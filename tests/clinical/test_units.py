@@ -17,6 +17,7 @@ from clinical.dashboard import quantity_unit
         ({"value": 25.1, "unit": "kg/m2"}, "kg/m²"),
         ({"value": 120, "unit": "mmHg", "code": "mm[Hg]"}, "mmHg"),
         ({"value": 7.5, "unit": "hours"}, "hours"),
+        ({"value": 204, "unit": "10*3/uL", "code": "10*3/uL"}, "×10³/µL"),
         ({"value": 3, "code": "1"}, ""),
     ],
 )
