@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.flows import sign_in
+from tests.static_server import serve_bytes
 
 pytestmark = pytest.mark.browser
 
@@ -24,28 +23,8 @@ def _framing_page(src: str) -> bytes:
 @pytest.fixture
 def third_origin(stack) -> Iterator[str]:
     """A page on an origin no EHR registered (127.0.0.1, another free port) that frames the app."""
-    body = _framing_page(stack.app.base_url + "/")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_bytes(_framing_page(stack.app.base_url + "/"), "text/html; charset=utf-8") as url:
+        yield url
 
 
 def _frame_of(page):

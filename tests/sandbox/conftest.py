@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -13,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.sandbox.flows import APP, REDIRECT
 from tests.sandbox_server import SandboxServer, start_sandbox
+from tests.static_server import serve_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -36,24 +35,8 @@ def keys() -> dict:
 def jwks_url(keys) -> Iterator[str]:
     """The app's JWKS, served on a loopback port like a real app would."""
     body = json.dumps({"keys": [_public_jwk(k, kid, alg) for alg, (kid, k) in keys.items()]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    server.shutdown()
-    server.server_close()
+    with serve_bytes(body, "application/json") as base:
+        yield f"{base}/.well-known/jwks.json"
 
 
 @pytest.fixture(scope="session")
