@@ -147,17 +147,27 @@ def _finish(token: Token, rtype: str, body: str) -> HttpResponse:
     return _json(body)
 
 
-@require_http_methods(["GET"])
-def read(request: HttpRequest, rtype: str, rid: str) -> HttpResponse:
+def _admit(request: HttpRequest, rtype: str, interaction: str):
+    """Token check, injected faults and scope filter shared by read and search: either a response
+    to send as it is, or (token, the Q filter of what the scopes allow)."""
     token = _common(request, rtype)
     if isinstance(token, HttpResponse):
         return token
     injected = _inject(token, rtype)
     if injected:
         return injected
-    allowed = _scope_filter(token, rtype, "r")
+    allowed = _scope_filter(token, rtype, interaction)
     if isinstance(allowed, HttpResponse):
         return allowed
+    return token, allowed
+
+
+@require_http_methods(["GET"])
+def read(request: HttpRequest, rtype: str, rid: str) -> HttpResponse:
+    admitted = _admit(request, rtype, "r")
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    token, allowed = admitted
     row = Resource.objects.filter(rtype=rtype, rid=rid).only("pk", "body").first()
     if row is None:
         return outcome(404, "not-found", f"{rtype}/{rid} not found")
@@ -173,15 +183,10 @@ def read(request: HttpRequest, rtype: str, rid: str) -> HttpResponse:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def search(request: HttpRequest, rtype: str) -> HttpResponse:
-    token = _common(request, rtype)
-    if isinstance(token, HttpResponse):
-        return token
-    injected = _inject(token, rtype)
-    if injected:
-        return injected
-    allowed = _scope_filter(token, rtype, "s")
-    if isinstance(allowed, HttpResponse):
-        return allowed
+    admitted = _admit(request, rtype, "s")
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    token, allowed = admitted
     source = request.POST if request.method == "POST" else request.GET
     params = [(k, v) for k in source for v in source.getlist(k)]
     strict = "handling=strict" in request.META.get("HTTP_PREFER", "")
