@@ -30,7 +30,8 @@ def _wait(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
     raise TimeoutError(url)
 
 
-def test_it_runs_the_demo_and_a_standalone_launch_works_against_it(tmp_path):
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "private_key_jwt"])
+def test_it_runs_the_demo_and_a_standalone_launch_works_against_it(tmp_path, auth_method):
     app_port, ehr_port = free_port(), free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS", "SANDBOX_"))
@@ -47,7 +48,8 @@ def test_it_runs_the_demo_and_a_standalone_launch_works_against_it(tmp_path):
     )
     log = (tmp_path / "rundemo.log").open("w")
     demo = subprocess.Popen(
-        [sys.executable, "manage.py", "rundemo", "--app-port", str(app_port), "--ehr-port", str(ehr_port)],
+        [sys.executable, "manage.py", "rundemo", "--app-port", str(app_port), "--ehr-port", str(ehr_port),
+         "--auth-method", auth_method],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
