@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 PANELS = ("banner", "encounter", "vitals", "labs", "problems")
 LOINC = "http://loinc.org"
-CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 THREAD_PREFIX = "fhir-query"
 DASH = "\u2013"  # en dash, for ranges and missing BP parts
 CHART_MAX_POINTS = 200

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 from clinical import style, timing
 from clinical.dashboard import PANELS, THREAD_PREFIX, Dashboard, build_dashboard, search_patients
 from clinical.fhir import ID_PATTERN, FhirClient
+from smartapp import tokens
 from smartapp.audit import FhirAccess, record_fhir_accesses
 from smartapp.middleware import SmartHttpRequest
 from smartapp.models import Launch
@@ -34,21 +35,11 @@ _QUERY_MAX = 100
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _refresh_launch(launch: Launch) -> Launch:
-    """Refresh through the launch core (force_refresh once it lands; the interface until then)."""
-    from smartapp import tokens
-
-    refresh = getattr(tokens, "force_refresh", None) or tokens.refresh_access_token
-    return refresh(launch)
-
-
 def _client(launch: Launch) -> FhirClient:
     def on_unauthorized() -> str | None:
-        from smartapp.tokens import RefreshError
-
         try:
-            return _refresh_launch(launch).access_token
-        except RefreshError:
+            return tokens.force_refresh(launch).access_token
+        except tokens.RefreshError:
             logger.info("refresh after FHIR 401 failed (ehr=%s)", launch.ehr_id)
             return None
         finally:

@@ -140,9 +140,6 @@ class Ehr(models.Model):
     def is_confidential_asymmetric(self) -> bool:
         return self.auth_method == self.AuthMethod.PRIVATE_KEY_JWT
 
-    def frame_ancestor_list(self) -> list[str]:
-        return self.frame_ancestors.split()
-
     def scope_list(self, standalone: bool = False) -> list[str]:
         return (self.standalone_scope if standalone else self.ehr_launch_scope).split()
 
@@ -202,10 +199,6 @@ class Launch(models.Model):
         if self.expires_at is None:
             return False
         return self.expires_at <= timezone.now() + timedelta(seconds=seconds)
-
-    @property
-    def fhir_base_url(self) -> str:
-        return self.ehr.iss
 
 
 class AuditEvent(models.Model):

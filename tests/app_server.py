@@ -5,29 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from tests.sandbox_server import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Poll `url` until it answers, failing fast if the server process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early with code {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+from tests.net import REPO, free_port, wait_until_ready
 
 
 @dataclass
@@ -36,13 +17,12 @@ class AppServer:
     env: dict[str, str]
     process: subprocess.Popen | None = None
     log_path: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a management command against this server's database and settings."""
         return subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=ROOT,
+            cwd=REPO,
             env=self.env,
             capture_output=True,
             text=True,
@@ -118,7 +98,7 @@ def start_app(db_path: Path, port: int | None = None, workers: int = 2, **env_ov
             "--graceful-timeout",
             "2",
         ],
-        cwd=ROOT,
+        cwd=REPO,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

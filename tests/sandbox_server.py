@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from tests.net import REPO, free_port, wait_until_ready
 
 
 class SandboxServer:
@@ -128,18 +120,9 @@ def start_sandbox(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = SandboxServer(process, f"http://{netloc}", log_path)
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"sandbox exited with {process.returncode}:\n{server.log()[-3000:]}")
-            try:
-                if requests.get(server.base_url + "/_sandbox/health", timeout=1).status_code == 200:
-                    return server
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"sandbox not ready after {timeout}s:\n{server.log()[-3000:]}")
+        wait_until_ready(server.base_url + "/_sandbox/health", process, timeout, log=server.log)
     except BaseException:
         server.stop()
         raise
+    return server

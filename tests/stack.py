@@ -17,7 +17,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from tests.app_server import AppServer, start_app
-from tests.sandbox_server import SandboxServer, free_port, start_sandbox
+from tests.net import free_port
+from tests.sandbox_server import SandboxServer, start_sandbox
 
 CLIENT_ID = "smart-dashboard-e2e"
 EHR_SLUG = "sandbox"

@@ -28,9 +28,9 @@ def trend_chart(measure: Measure, prefix: str, index: int) -> SafeString:
     return charts.line_chart(measure.series, measure.label, f"{prefix}-chart-{index}")
 
 
-# The two per-row partials as tags: an {% include %} per history row (up to 50 per measure, two
-# per lab row) was a large part of the dashboard's render time. Same markup as the partials
-# templates/clinical/_reading_value.html and _flag.html (tests/clinical/test_templatetags.py).
+# Per-row markup as tags: an {% include %} per history row (up to 50 per measure, two per lab
+# row) was a large part of the dashboard's render time. The template markup they replaced is
+# kept as their specification in tests/clinical/test_templatetags.py.
 _FLAG_MARKS = {"critical": "⚠ ", "high": "▲ ", "low": "▼ "}
 
 

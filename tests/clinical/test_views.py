@@ -134,7 +134,7 @@ def test_it_refreshes_the_token_on_401(client, launch, monkeypatch):
         item.access_token = "new-token"
         return item
 
-    monkeypatch.setattr("clinical.views._refresh_launch", fake_refresh)
+    monkeypatch.setattr("smartapp.tokens.force_refresh", fake_refresh)
     html = client.get(url(launch)).content.decode()
     assert refreshed == [launch.handle]
     assert "Jones, Ann Marie" in html

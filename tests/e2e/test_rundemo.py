@@ -12,22 +12,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from tests.sandbox_server import REPO, free_port
+from tests.net import REPO, free_port, wait_until_ready
 from tests.stack import Browser
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "rundemo exited early"
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 @pytest.mark.parametrize("auth_method", ["client_secret_basic", "private_key_jwt"])
@@ -53,8 +41,8 @@ def test_it_runs_the_demo_and_a_standalone_launch_works_against_it(tmp_path, aut
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        _wait(f"http://127.0.0.1:{ehr_port}/_sandbox/health", demo)
-        _wait(f"http://localhost:{app_port}/healthz", demo)
+        wait_until_ready(f"http://127.0.0.1:{ehr_port}/_sandbox/health", demo, timeout=90)
+        wait_until_ready(f"http://localhost:{app_port}/healthz", demo, timeout=90)
         deadline = time.monotonic() + 30
         while "is running" not in (tmp_path / "rundemo.log").read_text() and time.monotonic() < deadline:
             time.sleep(0.2)

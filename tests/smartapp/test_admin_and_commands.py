@@ -121,7 +121,7 @@ def test_it_registers_an_ehr_idempotently(db):
     assert slug == "sandbox-ehr"
     ehr = Ehr.objects.get()
     assert ehr.iss == "http://127.0.0.1:9999/fhir"
-    assert ehr.frame_ancestor_list() == ["http://127.0.0.1:9999", "https://ehr.example.org"]
+    assert ehr.frame_ancestors.split() == ["http://127.0.0.1:9999", "https://ehr.example.org"]
     assert ehr.client_secret == "s3cret"
     again = _register(*base, "--scope", "launch openid patient/Patient.rs", "--disabled")
     assert again == slug
