@@ -455,7 +455,11 @@ class FhirClient:
 
     def _collect(self, bundle: dict, resource_type: str, acc: _Paging) -> None:
         entries = bundle.get("entry")
-        for entry in entries if isinstance(entries, list) else []:
+        with fastparse.shared_elements():
+            self._collect_entries(entries if isinstance(entries, list) else [], resource_type, acc)
+
+    def _collect_entries(self, entries: list, resource_type: str, acc: _Paging) -> None:
+        for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             search = entry.get("search") if isinstance(entry, dict) else None
             mode = search.get("mode") if isinstance(search, dict) else None

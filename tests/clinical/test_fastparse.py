@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -28,10 +29,13 @@ def observations() -> list[dict]:
     return found
 
 
-def test_it_builds_the_same_observations_as_full_validation(observations):
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "one-bundle"])
+def test_it_builds_the_same_observations_as_full_validation(observations, shared):
     fast_count = 0
-    for data in observations:
-        fast = fastparse.observation(copy.deepcopy(data))
+    block = fastparse.shared_elements() if shared else contextlib.nullcontext()
+    with block:
+        fasts = [fastparse.observation(copy.deepcopy(data)) for data in observations]
+    for data, fast in zip(observations, fasts, strict=True):
         full = parse_resource(copy.deepcopy(data), "Observation")
         if fast is None:
             continue
@@ -87,3 +91,32 @@ def test_it_declines_what_it_cannot_vouch_for(change):
 def test_it_declines_other_resource_types():
     assert fastparse.observation({**BASE, "resourceType": "Condition"}) is None
     assert fastparse.observation([BASE]) is None
+
+
+def test_identical_elements_of_one_bundle_are_built_once():
+    other = {**copy.deepcopy(BASE), "id": "o2", "valueQuantity": {**BASE["valueQuantity"], "value": 80}}
+    with fastparse.shared_elements():
+        first, second = fastparse.observation(copy.deepcopy(BASE)), fastparse.observation(other)
+    assert first.code is second.code
+    assert first.valueQuantity is not second.valueQuantity
+    assert (str(first.valueQuantity.value), str(second.valueQuantity.value)) == ("72.0", "80")
+    alone = fastparse.observation(copy.deepcopy(BASE))
+    assert alone.code is not first.code  # nothing is kept once the block ends
+    assert alone.code == first.code
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [((72, 72.0), ["72", "72.0"]), ((1, True), ["1", None]), ((72, "72"), ["72", None])],
+)
+def test_sharing_tells_apart_values_that_compare_equal(values, expected):
+    """1 == 1.0 == True in Python, but "72" and "72.0" are shown differently and a string is no decimal."""
+    parsed = []
+    with fastparse.shared_elements():
+        for value in values:
+            data = copy.deepcopy(BASE)
+            data["valueQuantity"]["value"] = value
+            parsed.append(fastparse.observation(data))
+    alone = [fastparse.observation({**copy.deepcopy(BASE), "valueQuantity": {"value": v}}) for v in values]
+    shown = [[p and str(p.valueQuantity.value) for p in run] for run in (parsed, alone)]
+    assert shown == [expected, expected]  # a boolean or a JSON string is declined even after a valid twin
