@@ -38,8 +38,8 @@ def dashboard_queries(patient: str, encounter: str) -> list[Query]:
 
 def ours(fhir_base: str, token: str, queries: list[Query], max_workers: int) -> Callable[[], int]:
     """A run of our client over `queries` (max_workers=1: sequential); returns resources fetched."""
-    from clinical.dashboard import run_parallel
     from clinical.fhir import FhirClient, FhirError
+    from clinical.parallel import run_parallel
 
     def run() -> int:
         client = FhirClient(fhir_base, token)

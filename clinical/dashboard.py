@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,12 +18,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from clinical import fhir, scopes
+from clinical.parallel import run_parallel
 
 logger = logging.getLogger(__name__)
 
 PANELS = ("banner", "encounter", "vitals", "labs", "problems")
 LOINC = "http://loinc.org"
-THREAD_PREFIX = "fhir-query"
 DASH = "\u2013"  # en dash, for ranges and missing BP parts
 CHART_MAX_POINTS = 200
 
@@ -785,29 +784,6 @@ def error_state(exc: Exception, what: str) -> PanelState:
 
 def _not_authorized(scope: str) -> PanelState:
     return PanelState("unauthorized", f"Not authorized: {scope} not granted.")
-
-
-def run_parallel(tasks: dict[str, Callable[[], Any]], max_workers: int) -> dict[str, Any]:
-    """Run independent tasks concurrently; each result is its value or the exception it raised."""
-    results: dict[str, Any] = {}
-
-    def guarded(name: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except fhir.FhirError as exc:
-            return exc
-        except Exception as exc:  # a bug in one panel must not take the page down
-            logger.error("dashboard panel %s failed: %s", name, type(exc).__name__)
-            return exc
-
-    if len(tasks) <= 1:
-        return {name: guarded(name, fn) for name, fn in tasks.items()}
-    workers = max(1, min(max_workers, len(tasks)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=THREAD_PREFIX) as pool:
-        futures = {name: pool.submit(guarded, name, fn) for name, fn in tasks.items()}
-        for name, future in futures.items():
-            results[name] = future.result()
-    return results
 
 
 def _category_params(patient_id: str, category: str) -> dict[str, str]:

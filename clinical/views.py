@@ -20,8 +20,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from clinical import style, timing
-from clinical.dashboard import PANELS, THREAD_PREFIX, Dashboard, build_dashboard, search_patients
+from clinical.dashboard import PANELS, Dashboard, build_dashboard, search_patients
 from clinical.fhir import ID_PATTERN, FhirClient
+from clinical.parallel import THREAD_PREFIX
 from smartapp import tokens
 from smartapp.audit import FhirAccess, record_fhir_accesses
 from smartapp.middleware import SmartHttpRequest

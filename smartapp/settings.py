@@ -224,6 +224,8 @@ FHIR_PAGE_SIZE = env.int("FHIR_PAGE_SIZE", default=200)
 FHIR_PAGE_LIMIT = env.int("FHIR_PAGE_LIMIT", default=10)
 FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
 FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
+# Query threads per process, shared by all requests (about gunicorn threads x queries per page).
+FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
 
 # --- i18n / static --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

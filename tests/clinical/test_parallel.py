@@ -1,0 +1,68 @@
+"""The shared query pool: tasks side by side, bounded per call, failures kept per task."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from clinical import fhir
+from clinical.parallel import THREAD_PREFIX, run_parallel
+
+
+def test_tasks_run_side_by_side():
+    barrier = threading.Barrier(4, timeout=5)  # only passes if all four run at once
+    results = run_parallel({f"t{i}": lambda i=i: (barrier.wait(), i)[1] for i in range(4)}, max_workers=8)
+    assert results == {"t0": 0, "t1": 1, "t2": 2, "t3": 3}
+
+
+def test_max_workers_bounds_how_many_run_at_once():
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def task():
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return threading.current_thread().name
+
+    names = run_parallel({f"t{i}": task for i in range(6)}, max_workers=2)
+    assert peak == 2
+    assert len(names) == 6
+    sequential = run_parallel({f"t{i}": task for i in range(3)}, max_workers=1)
+    assert set(sequential.values()) == {threading.current_thread().name}  # forced sequential: inline
+
+
+def test_pool_threads_are_reused_across_calls():
+    def name():
+        time.sleep(0.01)
+        return threading.current_thread().name
+
+    seen = [set(run_parallel({"a": name, "b": name}, max_workers=2).values()) for _ in range(5)]
+    pooled = set().union(*seen) - {threading.current_thread().name}
+    assert pooled and all(n.startswith(THREAD_PREFIX) for n in pooled)
+    assert len(pooled) < 5  # not a fresh thread per call
+
+
+def test_each_failure_stays_with_its_task(caplog):
+    def forbidden():
+        raise fhir.Forbidden("not authorized", status_code=403)
+
+    def bug():
+        raise KeyError("Patient/secret-id")
+
+    results = run_parallel({"ok": lambda: 1, "denied": forbidden, "bug": bug}, max_workers=3)
+    assert results["ok"] == 1
+    assert isinstance(results["denied"], fhir.Forbidden)
+    assert isinstance(results["bug"], KeyError)
+    assert "secret-id" not in caplog.text  # the exception type is logged, never its text
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_no_tasks_or_one_task_needs_no_pool_thread(count):
+    results = run_parallel({f"t{i}": threading.current_thread for i in range(count)}, max_workers=8)
+    assert all(t is threading.current_thread() for t in results.values())
