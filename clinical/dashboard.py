@@ -26,6 +26,7 @@ PANELS = ("banner", "encounter", "vitals", "labs", "problems")
 LOINC = "http://loinc.org"
 DASH = "\u2013"  # en dash, for ranges and missing BP parts
 CHART_MAX_POINTS = 200
+_SLOWEST_FIRST = ("vitals", "labs", "problems", "encounter", "banner")
 
 # --- Small value types -----------------------------------------------------------------------
 
@@ -852,6 +853,9 @@ def build_dashboard(
         # Condition has no `date` search parameter, so no _sort: sorted here instead.
         plan_search("problems", "Condition", {"patient": patient_id}, problems)
 
+    # The wave's requests leave one after another: the searches (large Bundles, the slowest)
+    # go first, the single-resource reads last.
+    tasks = {name: tasks[name] for name in _SLOWEST_FIRST if name in tasks}
     results = run_parallel(tasks, max_workers or settings.FHIR_MAX_WORKERS)
     what = {
         "banner": "the patient's details",

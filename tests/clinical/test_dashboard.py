@@ -116,6 +116,15 @@ def test_it_isolates_failing_queries_per_panel():
 
 
 @responses.activate
+def test_the_searches_leave_before_the_single_reads():
+    """Requests of a wave leave one after another: the slow Bundle searches must not wait behind reads."""
+    register_all(responses)
+    build(max_workers=1)  # one lane: the order of requests is the order of the wave
+    sent = [c.request.url.split("?")[0].removeprefix(BASE + "/") for c in responses.calls]
+    assert sent == ["Observation", "Observation", "Condition", "Encounter/enc-1", "Patient/pat-1"]
+
+
+@responses.activate
 def test_it_does_not_query_what_was_not_granted():
     register_all(responses)
     d = build("launch openid patient/Patient.read patient/Observation.rs")
