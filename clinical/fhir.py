@@ -155,6 +155,12 @@ def model_class(resource_type: str) -> type:
     return getattr(module, resource_type)
 
 
+def load_models() -> None:
+    """Import every model class the client parses into (done at process start, not by a request)."""
+    for resource_type in _MODEL_MODULES:
+        model_class(resource_type)
+
+
 def _delete_path(data: Any, loc: tuple[Any, ...]) -> bool:
     node = data
     for key in loc[:-1]:
