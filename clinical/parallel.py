@@ -49,7 +49,8 @@ def _guarded(name: str, fn: Callable[[], Any]) -> Any:
 def run_parallel(tasks: dict[str, Callable[[], Any]], max_workers: int) -> dict[str, Any]:
     """Run independent tasks, at most `max_workers` at a time; each result is its value or its exception.
 
-    The calling thread works too: it runs one lane of tasks itself while the pool runs the others.
+    The calling thread works too: it runs one lane of tasks itself while the pool runs the others,
+    so a page still loads (one query after another) when every pool thread is busy.
     """
     pending = list(tasks.items())
     results: dict[str, Any] = {}
@@ -67,5 +68,8 @@ def run_parallel(tasks: dict[str, Callable[[], Any]], max_workers: int) -> dict[
     helpers = [pool().submit(lane) for _ in range(lanes - 1)]
     lane()
     for helper in helpers:
-        helper.result()
+        # A helper still queued (every pool thread busy) has nothing left to do: the calling
+        # thread's lane took its tasks. Never wait for a thread only to find that out.
+        if not helper.cancel():
+            helper.result()
     return results

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from clinical import fhir
+from clinical import fhir, parallel
 from clinical.parallel import THREAD_PREFIX, run_parallel
 
 
@@ -66,3 +67,20 @@ def test_each_failure_stays_with_its_task(caplog):
 def test_no_tasks_or_one_task_needs_no_pool_thread(count):
     results = run_parallel({f"t{i}": threading.current_thread for i in range(count)}, max_workers=8)
     assert all(t is threading.current_thread() for t in results.values())
+
+
+def test_a_saturated_pool_does_not_hold_the_page(monkeypatch):
+    """Every pool thread busy: the calling thread runs all the tasks and does not wait for the pool."""
+    busy = ThreadPoolExecutor(max_workers=1)
+    release = threading.Event()
+    blocker = busy.submit(release.wait, 10)
+    monkeypatch.setattr(parallel, "pool", lambda: busy)
+    try:
+        started = time.perf_counter()
+        results = run_parallel({f"t{i}": threading.current_thread for i in range(3)}, max_workers=3)
+        assert time.perf_counter() - started < 5
+        assert all(t is threading.current_thread() for t in results.values())
+        assert not blocker.done()
+    finally:
+        release.set()
+        busy.shutdown(wait=True)
