@@ -40,7 +40,7 @@ def test_max_workers_bounds_how_many_run_at_once():
 
 def test_pool_threads_are_reused_across_calls():
     def name():
-        time.sleep(0.01)
+        time.sleep(0.05)  # long enough for a pool thread to take the other task
         return threading.current_thread().name
 
     seen = [set(run_parallel({"a": name, "b": name}, max_workers=2).values()) for _ in range(5)]
