@@ -38,15 +38,24 @@ def test_max_workers_bounds_how_many_run_at_once():
     assert set(sequential.values()) == {threading.current_thread().name}  # forced sequential: inline
 
 
-def test_pool_threads_are_reused_across_calls():
-    def name():
-        time.sleep(0.05)  # long enough for a pool thread to take the other task
-        return threading.current_thread().name
+def test_one_bounded_pool_serves_every_page(monkeypatch, settings):
+    """Ten page loads at once share FHIR_QUERY_THREADS threads; none starts threads of its own."""
+    settings.FHIR_QUERY_THREADS = 3
+    monkeypatch.setattr(parallel, "_pool", None)  # a fresh pool with the setting above
 
-    seen = [set(run_parallel({"a": name, "b": name}, max_workers=2).values()) for _ in range(5)]
-    pooled = set().union(*seen) - {threading.current_thread().name}
-    assert pooled and all(n.startswith(THREAD_PREFIX) for n in pooled)
-    assert len(pooled) < 5  # not a fresh thread per call
+    def task():
+        time.sleep(0.02)
+        return threading.current_thread()
+
+    try:
+        with ThreadPoolExecutor(10) as pages:
+            loads = list(pages.map(lambda _: run_parallel({f"t{i}": task for i in range(4)}, 8), range(10)))
+        assert all(len(load) == 4 for load in loads)
+        pooled = {t for load in loads for t in load.values() if t.name.startswith(THREAD_PREFIX)}
+        assert 1 <= len(pooled) <= 3
+        assert parallel.pool() is parallel.pool()
+    finally:
+        parallel.pool().shutdown(wait=True)
 
 
 def test_each_failure_stays_with_its_task(caplog):
