@@ -226,6 +226,15 @@ FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
 FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
 FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
+for _name in (
+    "FHIR_PAGE_SIZE",
+    "FHIR_PAGE_LIMIT",
+    "FHIR_MAX_ENTRIES",
+    "FHIR_MAX_WORKERS",
+    "FHIR_QUERY_THREADS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
 
 # --- i18n / static --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -71,6 +71,13 @@ def test_it_refuses_to_start_with_an_invalid_encryption_key(tmp_path, keys):
     assert "c2hvcnQ=" not in result.stderr  # the key itself is never echoed
 
 
+@pytest.mark.parametrize("name", ["FHIR_QUERY_THREADS", "FHIR_MAX_WORKERS", "FHIR_PAGE_SIZE"])
+def test_it_refuses_to_start_without_room_for_a_single_query(tmp_path, name):
+    result = manage(production_env(tmp_path, **{name: "0"}), "check")
+    assert result.returncode != 0
+    assert f"{name} must be at least 1, got 0" in result.stderr
+
+
 def test_it_collects_hashed_compressed_static_files(tmp_path):
     static_root = tmp_path / "static"
     result = manage(production_env(tmp_path, STATIC_ROOT=str(static_root)), "collectstatic", "--noinput")
