@@ -137,12 +137,16 @@ def _internal_ip(host: str) -> bool:
 
 def style_url_allowed(url: str, fhir_base: str) -> bool:
     """https (not to a literal internal address), or the FHIR server's own origin (the http sandbox)."""
-    parts, base = urlsplit(url), urlsplit(fhir_base)
-    if parts.username or parts.password or not parts.hostname:
+    try:
+        parts, base = urlsplit(url), urlsplit(fhir_base)
+        port = parts.port  # raises for a port out of range
+        if parts.username or parts.password or not parts.hostname:
+            return False
+        if parts.scheme == "https":
+            return not _internal_ip(parts.hostname) or parts.hostname == base.hostname
+        return parts.scheme == base.scheme and (parts.hostname, port) == (base.hostname, base.port)
+    except ValueError:  # "https://[broken", a port out of range: not a URL to fetch
         return False
-    if parts.scheme == "https":
-        return not _internal_ip(parts.hostname) or parts.hostname == base.hostname
-    return parts.scheme == base.scheme and (parts.hostname, parts.port) == (base.hostname, base.port)
 
 
 def _cache_key(url: str) -> str:

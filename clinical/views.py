@@ -48,7 +48,7 @@ def _client(launch: Launch) -> FhirClient:
             if threading.current_thread().name.startswith(THREAD_PREFIX):
                 connections.close_all()
 
-    return FhirClient(launch.ehr.iss, launch.access_token, on_unauthorized)
+    return FhirClient(launch.iss, launch.access_token, on_unauthorized)
 
 
 def _granted(launch: Launch) -> set[str] | None:
@@ -70,7 +70,7 @@ def _audit(request: SmartHttpRequest, launch: Launch, accesses, patient_id: str)
 def _start_style(launch: Launch) -> tuple[dict[str, str] | None, Future | None, ThreadPoolExecutor | None]:
     """Style hints from cache, or a fetch started alongside the FHIR queries."""
     url = launch.smart_style_url
-    if not url or not style.style_url_allowed(url, launch.ehr.iss):
+    if not url or not style.style_url_allowed(url, launch.iss):
         return {}, None, None
     hit = style.cached(url)
     if hit is not None:

@@ -67,7 +67,7 @@ def begin(
     except oauth.OAuthError as exc:
         logger.warning("cannot start authorization for ehr=%s: %s", ehr.pk, exc)
         raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
-    requested = ehr.scope_list(standalone=standalone)
+    requested = oauth.verifiable_scopes(ehr.scope_list(standalone=standalone), config)
     if not standalone and "launch" not in requested:
         requested = ["launch", *requested]  # an EHR launch means nothing without the launch scope
     scope = oauth.scopes_for(" ".join(requested), config)
@@ -211,9 +211,9 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         fhir_user=fhir_user[:512],
         fhir_context=tokens.fhir_context,
         need_patient_banner=tokens.need_patient_banner,
-        smart_style_url=tokens.smart_style_url[:500],
-        intent=tokens.intent[:128],
-        tenant=tokens.tenant[:256],
+        smart_style_url=tokens.smart_style_url,
+        intent=tokens.intent,
+        tenant=tokens.tenant,
     )
     if user is None:
         # No sign-in (no openid, or no id_token) means no login() to rotate the session key: do

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -47,6 +48,8 @@ ALLOWED_ALGS = {
     "ES512": ("EC", "P-521"),
 }
 FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Person")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
+MAX_FHIR_USER = 512  # the Launch column
 
 
 class IdentityError(oauth.OAuthError):
@@ -98,9 +101,18 @@ def absolute_fhir_user(value: str, iss: str) -> str:
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/scopes-and-launch-context.html#scopes-for-requesting-identity-data
     if not value:
         return ""
-    absolute = value if urlsplit(value).scheme in ("http", "https") else urljoin(iss.rstrip("/") + "/", value)
-    segments = urlsplit(absolute).path.rstrip("/").split("/")
-    if len(segments) < 2 or segments[-2] not in FHIR_USER_TYPES or not segments[-1]:
+    try:
+        scheme = urlsplit(value).scheme
+        absolute = value if scheme in ("http", "https") else urljoin(iss.rstrip("/") + "/", value)
+        segments = urlsplit(absolute).path.rstrip("/").split("/")
+    except ValueError:  # e.g. "https://[broken"
+        segments = []
+    if (
+        len(segments) < 2
+        or segments[-2] not in FHIR_USER_TYPES
+        or not _FHIR_ID.fullmatch(segments[-1])
+        or len(absolute) > MAX_FHIR_USER
+    ):
         logger.warning("fhirUser claim ignored: not a %s reference", "/".join(FHIR_USER_TYPES))
         return ""
     return absolute
@@ -168,7 +180,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         except jwt.InvalidTokenError as exc:
             raise IdentityError("The EHR sent a malformed id_token.") from exc
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
             logger.warning("id_token rejected: disallowed alg %r (ehr=%s)", alg, self.ehr.pk)
             raise IdentityError("The EHR signed the id_token with a disallowed algorithm.")
         key = self.retrieve_matching_jwk(token)
@@ -210,26 +222,15 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         return self.UserModel.objects.filter(username=self.get_username(claims))
 
     def create_user(self, claims):
+        # No names, no email: the user may be a patient, and nothing here shows them, so no PHI
+        # lands in auth_user (which outlives every launch).
         user = self.UserModel(username=self.get_username(claims))
         user.set_unusable_password()
-        self._apply_names(user, claims)
         user.save()
         return user
 
     def update_user(self, user, claims):
-        if self._apply_names(user, claims):
-            user.save(update_fields=["first_name", "last_name"])
         return user
-
-    @staticmethod
-    def _apply_names(user, claims) -> bool:
-        changed = False
-        for field, claim in (("first_name", "given_name"), ("last_name", "family_name")):
-            value = claims.get(claim)
-            if isinstance(value, str) and value and getattr(user, field) != value[:150]:
-                setattr(user, field, value[:150])
-                changed = True
-        return changed
 
 
 def _describe(exc: jwt.InvalidTokenError) -> str:

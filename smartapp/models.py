@@ -158,6 +158,11 @@ class Launch(models.Model):
 
     handle = models.CharField(max_length=64, unique=True)
     ehr = models.ForeignKey(Ehr, on_delete=models.CASCADE, related_name="launches")
+    iss = models.URLField(
+        max_length=500,
+        help_text="The FHIR base the tokens were issued for; if an admin moves the EHR's iss, "
+        "this launch ends rather than send its token to the new address.",
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     access_token = EncryptedTextField()
@@ -181,6 +186,16 @@ class Launch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.handle[:8]}… on {self.ehr_id}"
+
+    def save(self, *args, **kwargs):
+        if not self.iss:
+            self.iss = self.ehr.iss
+        super().save(*args, **kwargs)
+
+    @property
+    def usable(self) -> bool:
+        """False once an admin disabled the EHR or moved its issuer since this launch began."""
+        return self.ehr.enabled and self.ehr.iss == self.iss
 
     def granted_scopes(self) -> set[str]:
         return set(self.scope.split())

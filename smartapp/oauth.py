@@ -215,8 +215,11 @@ def _resolve(base: str, value: Any) -> str:
     """Resolve a possibly relative endpoint against the FHIR base URL."""
     if not isinstance(value, str) or not value:
         return ""
-    resolved = urljoin(base + "/", value)
-    return resolved if urlsplit(resolved).scheme in ("http", "https") else ""
+    try:
+        resolved = urljoin(base + "/", value)
+        return resolved if urlsplit(resolved).scheme in ("http", "https") else ""
+    except ValueError:  # "https://[broken": evaluate() then names the endpoint as missing
+        return ""
 
 
 def _str_list(value: Any) -> list[str] | None:
@@ -331,8 +334,10 @@ def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configurat
     grant_types = _str_list(document.get("grant_types_supported"))
     if grant_types is not None and "authorization_code" not in grant_types:
         config.warnings.append("grant_types_supported does not list authorization_code.")
-    if "sso-openid-connect" in config.capabilities and not config.jwks_uri:
-        config.warnings.append("sso-openid-connect is advertised but jwks_uri is missing.")
+    if not config.jwks_uri:
+        config.warnings.append(
+            "jwks_uri is missing, so id_tokens cannot be verified: launches ask for no openid/fhirUser."
+        )
     if not config.capabilities:
         config.warnings.append("No capabilities are advertised.")
     return config
@@ -431,6 +436,21 @@ def scopes_for(requested: str, config: SmartConfig) -> str:
                 converted.append(v1)
         return " ".join(converted)
     return " ".join(requested.split())
+
+
+IDENTITY_SCOPES = ("openid", "fhirUser")
+
+
+def verifiable_scopes(requested: list[str], config: SmartConfig) -> list[str]:
+    """Without a jwks_uri no id_token can be verified, so identity is not asked for at all.
+
+    Asking would make every launch fail at the callback; without it the launch still works,
+    with no signed-in user (the admin's "Check configuration" names the missing jwks_uri).
+    """
+    if config.jwks_uri or not set(IDENTITY_SCOPES) & set(requested):
+        return requested
+    logger.warning("the EHR publishes no jwks_uri; launching without openid/fhirUser")
+    return [scope for scope in requested if scope not in IDENTITY_SCOPES]
 
 
 @dataclass(frozen=True)
@@ -561,6 +581,8 @@ def _error_from(response: requests.Response) -> OAuthError:
 
 
 MAX_EXPIRES_IN = 24 * 3600
+# The Launch columns these hints are stored in.
+MAX_STYLE_URL, MAX_INTENT, MAX_TENANT = 500, 128, 256
 
 
 def _expires_in(value: Any, warnings: list[str]) -> int:
@@ -588,6 +610,29 @@ def _optional_str(body: dict[str, Any], name: str) -> str:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_characters(value: str) -> bool:
+    """No SMART parameter or hint legitimately holds one, and PostgreSQL refuses NUL in text."""
+    return _CONTROL.search(value) is not None
+
+
+def _optional_hint(body: dict[str, Any], name: str, max_length: int, warnings: list[str]) -> str:
+    """An optional launch hint (tenant, intent, style URL): a bad one is dropped, not fatal.
+
+    Dropped rather than truncated (a cut URL or tenant is a different one) and never stored with
+    control characters (PostgreSQL refuses NUL in text).
+    """
+    value = body.get(name)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > max_length or has_control_characters(value):
+        warnings.append(f"{name} is not a usable string; ignored.")
+        return ""
+    return value
+
+
 # FHIR ids are [A-Za-z0-9-.]{1,64}; some EHRs (Epic) send longer ones, so allow up to the column size.
 _CONTEXT_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
 
@@ -597,6 +642,47 @@ def _context_id(body: dict[str, Any], name: str) -> str:
     value = _optional_str(body, name)
     if value and not _CONTEXT_ID.fullmatch(value):
         raise TokenResponseError(f"The EHR's token response has an invalid {name} id.")
+    return value
+
+
+def _optional_context_id(body: dict[str, Any], name: str, warnings: list[str]) -> str:
+    """Optional context (`encounter`): an invalid id drops that context, not the whole sign-in."""
+    try:
+        return _context_id(body, name)
+    except TokenResponseError:
+        warnings.append(f"{name} is not a valid FHIR id; ignored.")
+        return ""
+
+
+# RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+MAX_FHIR_CONTEXT_BYTES = 64 * 1024
+
+
+def _granted_scope(body: dict[str, Any], requested_scope: str, warnings: list[str]) -> str:
+    granted = body.get("scope")
+    if granted is None:
+        # RFC 6749 5.1: an omitted scope means the requested scope was granted.
+        return requested_scope
+    if not isinstance(granted, str):
+        raise TokenResponseError("The EHR's token response has an invalid scope.")
+    tokens = granted.split()
+    valid = [token for token in tokens if _SCOPE_TOKEN.fullmatch(token)]
+    if len(valid) != len(tokens):
+        warnings.append(f"{len(tokens) - len(valid)} malformed scope value(s) ignored.")
+    return " ".join(valid)
+
+
+def _fhir_context(body: dict[str, Any], warnings: list[str]) -> list[Any]:
+    """fhirContext: extra context the dashboard does not need, so a malformed one is dropped."""
+    value = body.get("fhirContext") or []
+    if not isinstance(value, list):
+        warnings.append("fhirContext is not a list; ignored.")
+        return []
+    stored = json.dumps(value)
+    if len(stored) > MAX_FHIR_CONTEXT_BYTES or "\\u0000" in stored:
+        warnings.append("fhirContext is too large or holds a NUL character; ignored.")
+        return []
     return value
 
 
@@ -619,31 +705,20 @@ def parse_token_response(response: requests.Response, requested_scope: str) -> T
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise TokenResponseError("The EHR issued a token that is not a Bearer token.")
     warnings: list[str] = []
-    granted = body.get("scope")
-    if granted is None:
-        # RFC 6749 5.1: an omitted scope means the requested scope was granted.
-        granted = requested_scope
-    elif not isinstance(granted, str):
-        raise TokenResponseError("The EHR's token response has an invalid scope.")
-    fhir_context = body.get("fhirContext") or []
-    if not isinstance(fhir_context, list):
-        # Extra context the dashboard does not need: a malformed one is noted, not fatal.
-        warnings.append("fhirContext is not a list; ignored.")
-        fhir_context = []
     banner = body.get("need_patient_banner")
     result = TokenResponse(
         access_token=access_token,
         expires_in=_expires_in(body.get("expires_in"), warnings),
-        scope=" ".join(granted.split()),
+        scope=_granted_scope(body, requested_scope, warnings),
         refresh_token=_optional_str(body, "refresh_token"),
         id_token=_optional_str(body, "id_token"),
         patient=_context_id(body, "patient"),
-        encounter=_context_id(body, "encounter"),
-        fhir_context=fhir_context,
+        encounter=_optional_context_id(body, "encounter", warnings),
+        fhir_context=_fhir_context(body, warnings),
         need_patient_banner=banner if isinstance(banner, bool) else None,
-        smart_style_url=_optional_str(body, "smart_style_url"),
-        intent=_optional_str(body, "intent"),
-        tenant=_optional_str(body, "tenant"),
+        smart_style_url=_optional_hint(body, "smart_style_url", MAX_STYLE_URL, warnings),
+        intent=_optional_hint(body, "intent", MAX_INTENT, warnings),
+        tenant=_optional_hint(body, "tenant", MAX_TENANT, warnings),
         warnings=warnings,
     )
     narrowed = set(requested_scope.split()) - set(result.scope.split())

@@ -59,10 +59,15 @@ def owned_handles(request: HttpRequest) -> list[str]:
 
 
 def launch_for(request: HttpRequest, handle: str) -> Launch | None:
-    """The launch behind `handle`, only if this session owns it."""
+    """The launch behind `handle`, only if this session owns it and its EHR still stands behind it."""
     if handle not in request.session.get(LAUNCHES_KEY, []):
         return None
-    return Launch.objects.select_related("ehr").filter(handle=handle).first()
+    launch = Launch.objects.select_related("ehr").filter(handle=handle).first()
+    if launch is not None and not launch.usable:
+        # Disabled, or its iss moved: the token must not reach whatever the EHR row now names.
+        forget_launch(request, handle)
+        return None
+    return launch
 
 
 def forget_launch(request: HttpRequest, handle: str) -> None:

@@ -11,10 +11,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from smartapp import keys, session
-from smartapp.flow import MAX_ISS_PARAM, MAX_LAUNCH_PARAM, FlowError, authorization_error, begin, complete
+from smartapp.flow import (
+    MAX_ISS_PARAM,
+    MAX_LAUNCH_PARAM,
+    FlowError,
+    authorization_error,
+    begin,
+    complete,
+)
 from smartapp.flow import ehr_for_issuer as _ehr_for_issuer
 from smartapp.flow import sign_out as _sign_out
 from smartapp.models import Ehr, Launch
+from smartapp.oauth import has_control_characters
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +52,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def launch(request: HttpRequest) -> HttpResponse:
     """EHR launch: only a registered, enabled issuer gets any outbound request (SSRF)."""
     iss, launch_param = request.GET.get("iss", ""), request.GET.get("launch", "")
-    if not iss or len(iss) > MAX_ISS_PARAM:
+    if not iss or len(iss) > MAX_ISS_PARAM or has_control_characters(iss):
         return _error(request, FlowError("Invalid launch", "The EHR did not send a valid `iss` parameter."))
-    if not launch_param or len(launch_param) > MAX_LAUNCH_PARAM:
+    if not launch_param or len(launch_param) > MAX_LAUNCH_PARAM or has_control_characters(launch_param):
         return _error(
             request, FlowError("Invalid launch", "The EHR did not send a valid `launch` parameter.")
         )

@@ -63,6 +63,8 @@ def test_it_drops_colour_pairs_below_wcag_aa_contrast():
         ("https://user:pw@ehr.example.org/s.json", False),
         ("https://169.254.169.254/latest/meta-data", False),  # cloud metadata address
         ("https://10.0.0.5/style.json", False),
+        ("https://[broken/style.json", False),  # urlsplit raises: not a 500, just no style
+        ("https://ehr.example.org:99999/style.json", False),  # port out of range
     ],
 )
 def test_it_fetches_style_only_from_allowed_urls(url, allowed):

@@ -8,7 +8,7 @@ import requests
 import responses
 from django.urls import reverse
 
-from smartapp.models import AuditEvent
+from smartapp.models import AuditEvent, Ehr, Launch
 from tests.clinical.conftest import BASE, TOKEN, load
 from tests.clinical.helpers import register_all
 
@@ -151,6 +151,20 @@ def test_it_shows_session_ended_for_a_handle_this_session_does_not_own(client, m
     response = client.get(url(other))
     assert response.status_code == 401
     assert len(responses.calls) == 0
+
+
+@pytest.mark.parametrize(
+    "change", [{"enabled": False}, {"iss": "https://moved.example.org/fhir"}], ids=["disabled", "moved"]
+)
+@responses.activate
+def test_it_ends_a_launch_whose_ehr_was_disabled_or_moved(client, launch, change):
+    # The token was issued for the old iss: it must not follow the EHR row to a new address, nor
+    # keep working after an admin switched the EHR off.
+    Ehr.objects.filter(pk=launch.ehr_id).update(**change)
+    response = client.get(url(launch))
+    assert response.status_code == 401
+    assert len(responses.calls) == 0
+    assert not Launch.objects.filter(pk=launch.pk).exists()
 
 
 @responses.activate

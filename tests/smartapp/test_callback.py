@@ -72,6 +72,34 @@ def test_it_completes_an_ehr_launch(client, smart_ehr, mocked, ehr_keys, caplog)
     _secrets_absent(response.content.decode() + caplog.text, launch.access_token, launch.refresh_token)
 
 
+def test_it_stores_no_value_postgres_would_refuse(client, smart_ehr, mocked, ehr_keys, caplog):
+    # NUL and other junk in optional fields: dropped with a warning, and the launch still works
+    # (on PostgreSQL any of them stored as-is was a 500).
+    params = _start(client, smart_ehr)
+    id_token = ehr_keys.id_token(
+        nonce=params["nonce"], fhirUser="Practitioner/pr\x00", given_name="A\x00", family_name="B"
+    )
+    mocked.post(
+        TOKEN,
+        json=token_body(
+            id_token=id_token,
+            tenant="t\x00",
+            intent=["x"],
+            smart_style_url="https://[broken",
+            fhirContext=[{"reference": "Encounter/\x00"}],
+            encounter="enc 1",
+        ),
+    )
+    response = client.get("/callback", {"code": "the-code", "state": params["state"]})
+    assert response.status_code == 302
+    launch = Launch.objects.get()
+    assert (launch.tenant, launch.intent, launch.fhir_context, launch.encounter_id) == ("", "", [], "")
+    assert launch.fhir_user == ""
+    assert launch.patient_id == "pat-1" and launch.user is not None
+    assert launch.iss == ISS
+    assert "tenant is not a usable string" in caplog.text
+
+
 def test_it_completes_a_standalone_launch_without_openid(client, smart_ehr, mocked, ehr_keys):
     smart_ehr.standalone_scope = "launch/patient patient/Patient.rs"
     smart_ehr.save()

@@ -38,11 +38,11 @@ def _verify(ehr, config, token, nonce="the-nonce"):
 def test_it_verifies_a_good_id_token_and_creates_the_user(jwks_mock, ehr, config, ehr_keys):
     user = _verify(ehr, config, ehr_keys.id_token())
     assert user.username == stable_username(ISS, "user-123")  # keyed on the registered EHR
-    assert (user.first_name, user.last_name) == ("Ada", "Lovelace")
+    # The name claims (a patient's name, on a patient launch) are not copied into auth_user.
+    assert (user.first_name, user.last_name, user.email) == ("", "", "")
     assert not user.has_usable_password()
     again = _verify(ehr, config, ehr_keys.id_token(given_name=None, family_name=None))
     assert again.pk == user.pk
-    assert again.first_name == "Ada"  # names only set when given
     assert len(jwks_mock.calls) == 1  # JWKS cached
 
 
@@ -101,6 +101,15 @@ def test_it_rejects_alg_none(jwks_mock, ehr, config, ehr_keys):
     assert len(jwks_mock.calls) == 0
 
 
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256])
+def test_it_rejects_a_non_string_alg_without_crashing(jwks_mock, ehr, config, ehr_keys, alg):
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg, "kid": "ehr-rsa"}).encode()).rstrip(b"=")
+    payload = base64.urlsafe_b64encode(json.dumps(ehr_keys.claims()).encode()).rstrip(b"=")
+    with pytest.raises(IdentityError, match="disallowed algorithm"):
+        _verify(ehr, config, f"{header.decode()}.{payload.decode()}.c2ln")
+    assert len(jwks_mock.calls) == 0
+
+
 def test_it_rejects_hs256_signed_with_the_public_key(jwks_mock, ehr, config, ehr_keys):
     public_pem = ehr_keys.rsa.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -156,7 +165,18 @@ def test_it_maps_fhir_user_to_an_absolute_url():
     assert absolute_fhir_user("Patient/p-9", ISS) == f"{ISS}/Patient/p-9"
 
 
-@pytest.mark.parametrize("value", ["Observation/o-1", "Practitioner", "https://evil.example.org/", "a/b/c"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Observation/o-1",
+        "Practitioner",
+        "https://evil.example.org/",
+        "a/b/c",
+        "https://[broken/Practitioner/1",  # urlsplit raises
+        "Practitioner/pr\x00-1",  # PostgreSQL would refuse to store it
+        "Practitioner/" + "x" * 600,  # longer than the column
+    ],
+)
 def test_it_drops_a_fhir_user_that_names_no_user_resource(value):
     assert absolute_fhir_user(value, ISS) == ""
 

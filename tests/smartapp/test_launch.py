@@ -75,7 +75,16 @@ def test_it_refuses_a_disabled_ehr(client, mocked, ehr):
 
 @pytest.mark.parametrize(
     "query",
-    [{"iss": ISS}, {"iss": ISS, "launch": ""}, {"iss": ISS, "launch": "x" * 2049}, {"launch": "x"}],
+    [
+        {"iss": ISS},
+        {"iss": ISS, "launch": ""},
+        {"iss": ISS, "launch": "x" * 2049},
+        {"launch": "x"},
+        # PostgreSQL refuses NUL in a query parameter: refused before any lookup (was a 500).
+        {"iss": ISS + "\x00", "launch": "x"},
+        {"iss": ISS, "launch": "x\x00y"},
+        {"iss": ISS + "\n", "launch": "x"},
+    ],
 )
 def test_it_refuses_a_missing_or_oversized_parameter(client, mocked, ehr, query):
     response = client.get("/launch", query)
@@ -88,6 +97,26 @@ def test_it_shows_a_clear_page_when_discovery_fails(client, mocked, ehr):
     response = client.get("/launch", {"iss": ISS, "launch": "x"})
     assert response.status_code == 502
     assert b"S256" in response.content
+
+
+def test_it_shows_a_clear_page_for_an_unparseable_endpoint_in_discovery(client, mocked, ehr):
+    mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "authorization_endpoint": "https://[broken/authorize"})
+    mocked.get(f"{ISS}/metadata", status=404)
+    response = client.get("/launch", {"iss": ISS, "launch": "x"})
+    assert response.status_code == 502
+    assert b"No authorization_endpoint" in response.content
+
+
+def test_it_asks_for_no_identity_when_the_ehr_publishes_no_jwks_uri(client, mocked, ehr):
+    # An id_token it could not verify would fail every launch at the callback; without openid the
+    # launch works, with no signed-in user.
+    mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "jwks_uri": None})
+    params = _params(client.get("/launch", {"iss": ISS, "launch": "x"}))
+    scopes = params["scope"].split()
+    assert "openid" not in scopes and "fhirUser" not in scopes
+    assert "launch" in scopes and "patient/Patient.rs" in scopes
+    assert "nonce" not in params
+    assert client.session[session.PENDING_KEY][params["state"]]["scope"] == params["scope"]
 
 
 def test_it_converts_scopes_for_a_v1_only_ehr(client, mocked, ehr):

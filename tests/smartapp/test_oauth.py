@@ -355,7 +355,6 @@ def test_it_explains_missing_signing_keys(mocked, ehr, settings):
         ({"status": 200, "json": token_body(patient=None)}, oauth.TokenResponseError, "patient"),
         ({"status": 200, "json": token_body(patient="x" * 257)}, oauth.TokenResponseError, "invalid patient"),
         ({"status": 200, "json": token_body(patient="a/../b")}, oauth.TokenResponseError, "invalid patient"),
-        ({"status": 200, "json": token_body(encounter="e 1")}, oauth.TokenResponseError, "invalid encounter"),
         ({"body": requests.ReadTimeout()}, oauth.TransportError, "in time"),
         ({"body": requests.ConnectionError()}, oauth.TransportError, "reached"),
     ],
@@ -366,6 +365,39 @@ def test_it_turns_token_endpoint_failures_into_clear_errors(mocked, ehr, caplog,
         _exchange(ehr)
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "the-code" not in logged and "test-secret" not in logged
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("encounter", "e 1"),
+        ("encounter", ["enc-1"]),
+        ("tenant", {"id": 1}),
+        ("tenant", "t" * 257),
+        ("tenant", "acme\x00"),
+        ("intent", 7),
+        ("intent", "reconcile\nmeds"),
+        ("smart_style_url", ["https://ehr.example.org/style.json"]),
+        ("smart_style_url", "https://ehr.example.org/" + "s" * 500),
+    ],
+)
+def test_it_drops_an_unusable_optional_hint_and_keeps_the_sign_in(mocked, ehr, caplog, field, value):
+    # Epic and Oracle Health add and vary these; a bad one must not cost the clinician the launch.
+    mocked.post(TOKEN, json=token_body(scope=SCOPE, **{field: value}))
+    tokens = _exchange(ehr)
+    assert getattr(tokens, field) == ""
+    assert tokens.access_token and tokens.patient == "pat-1"
+    assert f"{field} is not a" in caplog.text
+
+
+def test_it_drops_malformed_scope_values_and_a_nul_bearing_fhir_context(mocked, ehr, caplog):
+    body = token_body(scope=SCOPE + " bad\x00scope", fhirContext=[{"reference": "Encounter/e\x00"}])
+    mocked.post(TOKEN, json=body)
+    tokens = _exchange(ehr)
+    assert tokens.scope == SCOPE  # the valid grants stay, the junk value is not stored
+    assert tokens.fhir_context == []
+    assert "1 malformed scope value(s) ignored" in caplog.text
+    assert "fhirContext is too large or holds a NUL" in caplog.text
 
 
 def test_it_keeps_a_long_epic_style_patient_id_whole(mocked, ehr):
