@@ -6,9 +6,10 @@ forbidden or unauthorized query only affects its own panel.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -748,6 +749,22 @@ def only_patient(result: fhir.SearchResult, patient_id: str) -> fhir.SearchResul
     return replace(result, resources=kept, warnings=(*result.warnings, note))
 
 
+UNSORTED_NOTE = "the EHR did not return them newest first, so some recent results may be missing"
+
+
+def _sorted_newest_first(observations: Sequence[Any]) -> bool:
+    """Did the server honour `_sort=-date`? Many ignore it, and then a capped page is not the latest."""
+    stamps = [when.sort_key.timestamp() for when in map(observation_when, observations) if when]
+    return all(earlier >= later for earlier, later in itertools.pairwise(stamps))
+
+
+def _measures_state(result: fhir.SearchResult) -> PanelState:
+    state = _state_from_result(result, result.count)
+    if state.capped and not _sorted_newest_first(result.resources):
+        return replace(state, truncated_reason=UNSORTED_NOTE)
+    return state
+
+
 def _state_from_result(result: fhir.SearchResult, shown: int) -> PanelState:
     return PanelState(
         "ok",
@@ -835,14 +852,14 @@ def build_dashboard(
             "vitals",
             "Observation",
             _category_params(patient_id, "vital-signs"),
-            lambda r: MeasuresPanel(_state_from_result(r, r.count), build_vitals(r.resources, encounter_id)),
+            lambda r: MeasuresPanel(_measures_state(r), build_vitals(r.resources, encounter_id)),
         )
     if "labs" in panels:
         plan_search(
             "labs",
             "Observation",
             _category_params(patient_id, "laboratory"),
-            lambda r: MeasuresPanel(_state_from_result(r, r.count), build_labs(r.resources, encounter_id)),
+            lambda r: MeasuresPanel(_measures_state(r), build_labs(r.resources, encounter_id)),
         )
     if "problems" in panels:
 

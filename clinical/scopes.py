@@ -42,8 +42,9 @@ def check(
     """Whether `granted` permits `interaction` ("read"/"search") on `resource_type`.
 
     `granted=None` means the EHR did not say which scopes it granted: try, and let a 403 decide.
-    A granular scope (`patient/Observation.rs?category=...|vital-signs`) allows a search only
-    if its restriction matches `params`; the returned restrictions are sent with the query.
+    A granular scope (`patient/Condition.rs?category=...|problem-list-item`) allows a search
+    whose `params` do not contradict it: a value we send must match, a parameter we do not send
+    narrows the search. The returned restrictions are sent with the query.
     """
     if granted is None:
         return Grant(True)
@@ -57,20 +58,21 @@ def check(
             continue
         if not match["query"]:
             return Grant(True)
-        # Granular: every param=value of the scope must match what we are about to ask for.
+        # Granular: no param=value of the scope may contradict what we are about to ask for.
         pairs = [tuple(p.split("=", 1)) for p in match["query"].split("&") if "=" in p]
-        if interaction == "search" and pairs and all(_matches(params or {}, k, v) for k, v in pairs):
+        compatible = all(_compatible(params or {}, k, v) for k, v in pairs)
+        if interaction == "search" and pairs and not restricted and compatible:
             restricted = [(k, v) for k, v in pairs]
-            # keep looking: an unrestricted grant elsewhere would be better
+        # keep looking: an unrestricted grant elsewhere would be better
     if restricted:
         return Grant(True, tuple(restricted))
     return Grant(False)
 
 
-def _matches(params: dict[str, str], key: str, value: str) -> bool:
+def _compatible(params: dict[str, str], key: str, value: str) -> bool:
     ours = params.get(key)
     if ours is None:
-        return False
+        return True  # the restriction is added to the search, narrowing it
     # Token search values may carry a system: `system|code` matches our bare `code` and vice versa.
     return ours == value or value.rsplit("|", 1)[-1] == ours.rsplit("|", 1)[-1]
 

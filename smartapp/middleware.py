@@ -43,14 +43,39 @@ class LaunchContextMiddleware:
         if launch.refresh_token and launch.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
             try:
                 launch = refresh_access_token(launch)
-            except RefreshError:
-                logger.info("refresh failed; launch cleared (ehr=%s)", launch.ehr_id)
-                session.forget_launch(request, handle)
-                return render(
-                    request,
-                    "smartapp/session_ended.html",
-                    {"reason": "refresh_failed", "ehr": launch.ehr, "kind": launch.kind},
-                    status=401,
-                )
+            except RefreshError as exc:
+                failed = self._refresh_failed(request, launch, exc)
+                if failed is not None:
+                    return failed
         request.smart = launch
         return None
+
+    @staticmethod
+    def _refresh_failed(request: HttpRequest, launch: Launch, exc: RefreshError) -> HttpResponse | None:
+        """A dead grant ends the launch; an EHR failing for now costs nothing while the token lasts."""
+        if exc.final:
+            logger.info("refresh refused; launch cleared (ehr=%s)", launch.ehr_id)
+            session.forget_launch(request, launch.handle)
+            return render(
+                request,
+                "smartapp/session_ended.html",
+                {"reason": "refresh_failed", "ehr": launch.ehr, "kind": launch.kind},
+                status=401,
+            )
+        if not launch.expires_within(0):
+            logger.info("refresh failed for now; using the current token (ehr=%s)", launch.ehr_id)
+            return None
+        logger.info("refresh failed for now and the token has expired; launch kept (ehr=%s)", launch.ehr_id)
+        response = render(
+            request,
+            "smartapp/error.html",
+            {
+                "title": "The EHR is not answering",
+                "message": "The EHR could not renew the app's access just now. Your launch is kept; "
+                "try again in a moment.",
+                "retry_url": request.get_full_path(),
+            },
+            status=503,
+        )
+        response["Retry-After"] = "5"
+        return response

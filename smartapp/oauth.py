@@ -750,6 +750,31 @@ def _worth_one_retry(response: requests.Response) -> bool:
     return not (isinstance(body, dict) and isinstance(body.get("error"), str))
 
 
+def _token_call(ehr: Ehr, config: SmartConfig, grant: dict[str, str]) -> requests.Response:
+    """POST a grant to the token endpoint, with one retry after a glitch that is not a refusal.
+
+    Field lesson (Epic): token endpoints occasionally fail without an OAuth error. The retry
+    carries a fresh client assertion; a code or refresh token the first call consumed just gets
+    invalid_grant.
+    """
+    fields, headers = client_auth(ehr, config, config.token_endpoint)
+    response = _post_form(config.token_endpoint, {**grant, **fields}, headers)
+    if _worth_one_retry(response):
+        logger.info(
+            "token endpoint answered HTTP %s without an OAuth error; retrying once", response.status_code
+        )
+        time.sleep(TOKEN_RETRY_DELAY)
+        fields, headers = client_auth(ehr, config, config.token_endpoint)
+        response = _post_form(config.token_endpoint, {**grant, **fields}, headers)
+    return response
+
+
+def longest_token_call() -> float:
+    """Seconds a token call may take at worst: two attempts at the HTTP timeouts, and the pause."""
+    attempt = settings.SMART_HTTP_CONNECT_TIMEOUT + settings.SMART_HTTP_READ_TIMEOUT
+    return 2 * attempt + TOKEN_RETRY_DELAY
+
+
 def exchange_code(
     ehr: Ehr, config: SmartConfig, *, code: str, code_verifier: str, redirect_uri: str, requested_scope: str
 ) -> TokenResponse:
@@ -761,18 +786,7 @@ def exchange_code(
         "redirect_uri": redirect_uri,
         "code_verifier": code_verifier,
     }
-    fields, headers = client_auth(ehr, config, config.token_endpoint)
-    response = _post_form(config.token_endpoint, {**grant, **fields}, headers)
-    if _worth_one_retry(response):
-        # Field lesson (Epic): token endpoints occasionally fail without an OAuth error. One
-        # retry, with a fresh client assertion; a consumed code just gets invalid_grant.
-        logger.info(
-            "token endpoint answered HTTP %s without an OAuth error; retrying once", response.status_code
-        )
-        time.sleep(TOKEN_RETRY_DELAY)
-        fields, headers = client_auth(ehr, config, config.token_endpoint)
-        response = _post_form(config.token_endpoint, {**grant, **fields}, headers)
-    result = parse_token_response(response, requested_scope)
+    result = parse_token_response(_token_call(ehr, config, grant), requested_scope)
     if needs_patient(result.scope) and not result.patient:
         raise TokenResponseError("The EHR did not say which patient this launch is for.")
     return result
@@ -781,9 +795,8 @@ def exchange_code(
 def refresh(ehr: Ehr, config: SmartConfig, *, refresh_token: str, granted_scope: str) -> TokenResponse:
     """Use a refresh token (same client authentication as the code exchange)."""
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#refresh-access-token
-    fields, headers = client_auth(ehr, config, config.token_endpoint)
-    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **fields}
-    return parse_token_response(_post_form(config.token_endpoint, data, headers), granted_scope)
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return parse_token_response(_token_call(ehr, config, grant), granted_scope)
 
 
 def revoke(ehr: Ehr, config: SmartConfig, *, token: str, hint: str) -> bool:

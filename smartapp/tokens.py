@@ -12,6 +12,7 @@ Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#refres
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from datetime import timedelta
@@ -25,13 +26,34 @@ from smartapp.models import Launch
 
 logger = logging.getLogger(__name__)
 
-LOCK_TIMEOUT = 30  # seconds; longer than any token call (connect + read timeouts)
-WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.05
+# Refusals that end the grant. Anything else (no answer, a 5xx, server_error) is the EHR failing
+# for now: the launch is kept and its current token used while it lasts.
+FINAL_OAUTH_ERRORS = frozenset(
+    {"invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"}
+)
+
+
+def lock_seconds() -> int:
+    """The lock outlives the slowest refresh, so it never expires under a live one."""
+    return math.ceil(oauth.longest_token_call()) + 5
+
+
+def wait_seconds() -> float:
+    """A loser waits as long as the winner's refresh may take."""
+    return oauth.longest_token_call() + 1.0
 
 
 class RefreshError(Exception):
-    """The launch can no longer be refreshed; the user must re-authorize."""
+    """The launch could not be refreshed.
+
+    `final`: the grant is dead (refused, revoked, wrong patient) and the user must re-authorize.
+    Otherwise the EHR or the network failed for now, and the launch is worth keeping.
+    """
+
+    def __init__(self, message: str, *, final: bool):
+        super().__init__(message)
+        self.final = final
 
 
 def _lock_key(launch: Launch) -> str:
@@ -41,7 +63,7 @@ def _lock_key(launch: Launch) -> str:
 def _reload(launch: Launch) -> Launch:
     fresh = Launch.objects.select_related("ehr").filter(pk=launch.pk).first()
     if fresh is None:
-        raise RefreshError("the launch is gone")
+        raise RefreshError("the launch is gone", final=True)
     return fresh
 
 
@@ -55,37 +77,47 @@ def _config(launch: Launch) -> oauth.SmartConfig:
         return oauth.discover(launch.ehr)
     except oauth.OAuthError as exc:
         logger.info("refresh impossible for ehr=%s: %s", launch.ehr_id, type(exc).__name__)
-        raise RefreshError(str(exc)) from exc
+        raise RefreshError(str(exc), final=False) from exc
 
 
 def _do_refresh(launch: Launch, config: oauth.SmartConfig) -> Launch:
     """One refresh call, storing the new tokens on the launch (caller holds the lock)."""
     if not launch.refresh_token:
-        raise RefreshError("no refresh token")
+        raise RefreshError("no refresh token", final=True)
     try:
         result = oauth.refresh(
             launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
         )
     except oauth.OAuthError as exc:
-        logger.info("refresh failed for launch of ehr=%s: %s", launch.ehr_id, type(exc).__name__)
-        raise RefreshError(str(exc)) from exc
+        final = isinstance(exc, oauth.TokenError) and exc.error in FINAL_OAUTH_ERRORS
+        logger.info(
+            "refresh failed for launch of ehr=%s: %s (%s)",
+            launch.ehr_id,
+            type(exc).__name__,
+            "final" if final else "transient",
+        )
+        raise RefreshError(str(exc), final=final) from exc
     if result.patient and launch.patient_id and result.patient != launch.patient_id:
         # Never the wrong patient: a refresh may not switch the launch's patient.
         logger.warning("refresh for ehr=%s returned a different patient; launch dropped", launch.ehr_id)
-        raise RefreshError("the EHR changed the patient on refresh")
+        raise RefreshError("the EHR changed the patient on refresh", final=True)
     launch.access_token = result.access_token
     if result.refresh_token:
         launch.refresh_token = result.refresh_token
     launch.expires_at = timezone.now() + timedelta(seconds=result.expires_in)
     launch.scope = result.scope or launch.scope
     launch.refreshed_at = timezone.now()
-    launch.save(update_fields=["access_token", "refresh_token", "expires_at", "scope", "refreshed_at"])
+    fields = ("access_token", "refresh_token", "expires_at", "scope", "refreshed_at")
+    # update(), not save(update_fields): a launch deleted meanwhile (sign-out in another tab) is
+    # then a clean "gone", not a DatabaseError.
+    if not Launch.objects.filter(pk=launch.pk).update(**{name: getattr(launch, name) for name in fields}):
+        raise RefreshError("the launch is gone", final=True)
     return launch
 
 
 def _acquire(key: str, owner: str) -> bool:
     try:
-        return cache.add(key, owner, LOCK_TIMEOUT)
+        return cache.add(key, owner, lock_seconds())
     except Exception:  # DatabaseError, or a Redis error: any cache failure
         # A broken cache must not end every session: refresh unlocked (a race is unlikely).
         logger.warning("refresh lock unavailable; refreshing without it", exc_info=True)
@@ -102,7 +134,7 @@ def _holder(key: str) -> str | None:
 def _release(key: str) -> None:
     try:
         cache.delete(key)
-    except Exception:  # the lock then expires by itself after LOCK_TIMEOUT
+    except Exception:  # the lock then expires by itself after lock_seconds()
         logger.warning("could not release the refresh lock", exc_info=True)
 
 
@@ -122,16 +154,16 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
             finally:
                 if _holder(key) == owner:
                     _release(key)
-        deadline = time.monotonic() + WAIT_SECONDS
+        deadline = time.monotonic() + wait_seconds()
         while _holder(key) is not None and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
         fresh = _reload(launch)
         if _refreshed_since(fresh, launch):
             return fresh
         if _holder(key) is not None:
-            raise RefreshError("timed out waiting for a concurrent refresh")
+            raise RefreshError("timed out waiting for a concurrent refresh", final=False)
         # The other refresh did not store a token (it failed or did nothing): try once ourselves.
-    raise RefreshError("could not acquire the refresh lock")
+    raise RefreshError("could not acquire the refresh lock", final=False)
 
 
 def refresh_access_token(launch: Launch) -> Launch:

@@ -121,7 +121,10 @@ def jwks(request: HttpRequest) -> HttpResponse:
         document = keys.public_jwks()
     except keys.KeyConfigurationError:
         logger.exception("signing keys are misconfigured")
-        document = {"keys": []}
+        # Not an empty set an EHR would cache for an hour: a 503 it retries once keys are fixed.
+        response = JsonResponse({"error": "signing keys unavailable"}, status=503)
+        response["Cache-Control"] = "no-store"
+        return response
     response = JsonResponse(document, content_type="application/jwk-set+json")
     response["Cache-Control"] = "public, max-age=3600"
     return response

@@ -152,6 +152,20 @@ def test_it_sends_granular_scope_restrictions_and_sorts_by_date():
 
 
 @responses.activate
+def test_it_narrows_the_problem_search_to_a_granular_condition_grant():
+    # Servers that grant only part of Condition (SMART 2 granular scopes): the app asks for that
+    # part instead of calling the whole panel "not authorized".
+    register_all(responses)
+    system_code = "http://terminology.hl7.org/CodeSystem/condition-category|problem-list-item"
+    scopes = "patient/Patient.rs patient/Observation.rs patient/Encounter.rs "
+    scopes += f"patient/Condition.rs?category={system_code}"
+    d = build(scopes)
+    assert d.problems.state.ok
+    condition_call = next(c for c in responses.calls if "/Condition" in c.request.url)
+    assert "condition-category%7Cproblem-list-item" in condition_call.request.url
+
+
+@responses.activate
 def test_it_refuses_to_show_a_different_patient():
     other = load("patient")
     other["id"] = "pat-2"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -12,6 +14,7 @@ from tests.clinical.conftest import BASE
 from tests.clinical.helpers import register_all
 
 TOTAL = 10_000
+NEWEST = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
 
 
 def _observation(i: int, category: str) -> dict:
@@ -24,7 +27,7 @@ def _observation(i: int, category: str) -> dict:
             "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": code[0], "display": code[0]}]},
             "subject": {"reference": "Patient/pat-1"},
-            "effectiveDateTime": f"20{10 + i % 14:02d}-0{1 + i % 9}-1{i % 9}T10:{i % 60:02d}:00Z",
+            "effectiveDateTime": (NEWEST - timedelta(hours=i)).isoformat(),  # newest first, as asked
             "valueQuantity": {"value": 50 + i % 40, "unit": code[1]},
             "referenceRange": [{"low": {"value": 55}, "high": {"value": 85}}],
             "epicVendorField": {"x": 1},  # every entry carries a vendor field: the slow path
@@ -58,3 +61,25 @@ def test_it_caps_a_10k_observation_patient_and_says_what_it_capped(client, make_
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count("Showing the latest 1000 of 10000.") == 2
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_it_does_not_call_a_capped_page_the_latest_when_the_ehr_ignored_the_sort(
+    client, make_launch, own
+):
+    def unsorted_pages(request):
+        status, headers, body = _pages(request)
+        bundle = json.loads(body)
+        random.Random(7).shuffle(bundle["entry"])  # a server that ignores _sort=-date
+        return status, headers, json.dumps(bundle)
+
+    launch = make_launch()
+    own(launch)
+    register_all(responses)
+    responses.remove(responses.GET, f"{BASE}/Observation")
+    responses.remove(responses.GET, f"{BASE}/Observation")
+    responses.add_callback(responses.GET, f"{BASE}/Observation", callback=unsorted_pages)
+    html = client.get(f"/c/{launch.handle}/").content.decode()
+    assert "Showing the latest" not in html
+    assert html.count("did not return them newest first, so some recent results may be missing") == 2

@@ -11,7 +11,7 @@ import requests
 from django.urls import reverse
 from django.utils import timezone
 
-from smartapp import session
+from smartapp import oauth, session
 from smartapp.models import Launch
 from tests.clinical.helpers import register_all
 from tests.reliability.conftest import (
@@ -48,22 +48,30 @@ def _refresh_forms(mocked) -> list[dict[str, str]]:
     ]
 
 
-@pytest.mark.parametrize(
-    "mock",
-    [
-        pytest.param({"status": 400, "json": {"error": "invalid_grant"}}, id="invalid_grant"),
-        pytest.param({"status": 401, "json": {"error": "invalid_client"}}, id="invalid_client"),
-        pytest.param({"body": requests.ConnectionError()}, id="network-failure"),
-        pytest.param({"body": requests.ReadTimeout()}, id="timeout"),
-        pytest.param({"status": 500, "body": "<html>"}, id="500"),
-        pytest.param({"status": 200, "body": "not json"}, id="not-json"),
-        pytest.param(
-            {"status": 200, "json": token_body(access_token="new", patient="someone-else")},
-            id="patient-switch",
-        ),
-    ],
-)
-def test_it_ends_the_launch_when_the_refresh_fails(client, mocked, expired, caplog, mock):
+REFUSALS = [
+    pytest.param({"status": 400, "json": {"error": "invalid_grant"}}, id="invalid_grant"),
+    pytest.param({"status": 401, "json": {"error": "invalid_client"}}, id="invalid_client"),
+    pytest.param(
+        {"status": 200, "json": token_body(access_token="new", patient="someone-else")},
+        id="patient-switch",
+    ),
+]
+OUTAGES = [
+    pytest.param({"body": requests.ConnectionError()}, id="network-failure"),
+    pytest.param({"body": requests.ReadTimeout()}, id="timeout"),
+    pytest.param({"status": 500, "body": "<html>"}, id="500"),
+    pytest.param({"status": 503, "json": {"error": "temporarily_unavailable"}}, id="unavailable"),
+    pytest.param({"status": 200, "body": "not json"}, id="not-json"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_pause(monkeypatch):
+    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+
+
+@pytest.mark.parametrize("mock", REFUSALS)
+def test_it_ends_the_launch_when_the_ehr_refuses_the_refresh(client, mocked, expired, caplog, mock):
     mocked.add("POST", TOKEN, **mock)
     response = client.get(_url(expired))
     html = response.content.decode()
@@ -74,6 +82,36 @@ def test_it_ends_the_launch_when_the_refresh_fails(client, mocked, expired, capl
     assert expired.handle not in client.session[session.LAUNCHES_KEY]
     assert len(_refresh_forms(mocked)) == 1
     assert_no_secrets(html, caplog.text)
+
+
+@pytest.mark.parametrize("mock", OUTAGES)
+def test_it_keeps_an_expired_launch_through_an_ehr_outage(client, mocked, expired, caplog, mock):
+    mocked.add("POST", TOKEN, **mock)
+    response = client.get(_url(expired))
+    html = response.content.decode()
+    assert response.status_code == 503 and response["Retry-After"]
+    assert "The EHR is not answering" in html and f'href="{_url(expired)}"' in html
+    assert Launch.objects.filter(pk=expired.pk).exists()  # nothing lost: the next try may work
+    assert expired.handle in client.session[session.LAUNCHES_KEY]
+    assert_no_secrets(html, caplog.text)
+    mocked.replace("POST", TOKEN, json=token_body(access_token="at-2", refresh_token="rt-2", patient="pat-1"))
+    register_all(mocked)
+    assert client.get(_url(expired)).status_code == 200  # the EHR is back: same launch, new token
+    assert Launch.objects.get(pk=expired.pk).access_token == "at-2"
+
+
+@pytest.mark.parametrize("mock", OUTAGES)
+def test_it_uses_a_still_valid_token_through_an_ehr_outage(client, mocked, smart_ehr, make_launch, own, mock):
+    launch = make_launch(
+        access_token=ACCESS, refresh_token=REFRESH, expires_at=timezone.now() + timedelta(seconds=30)
+    )  # inside the refresh skew, not yet expired
+    own(launch)
+    mocked.add("POST", TOKEN, **mock)
+    register_all(mocked)
+    response = client.get(_url(launch))
+    assert response.status_code == 200
+    fhir_calls = [call for call in mocked.calls if call.request.url.startswith(f"{smart_ehr.iss}/Patient")]
+    assert fhir_calls and all(c.request.headers["Authorization"] == f"Bearer {ACCESS}" for c in fhir_calls)
 
 
 def test_it_uses_the_rotated_refresh_token_and_never_the_old_one(client, mocked, expired, caplog):
@@ -125,15 +163,18 @@ def test_it_ends_a_launch_whose_refresh_token_the_ehr_revoked(rbrowser, rstack, 
 
 
 @E2E
-def test_it_ends_a_launch_when_the_token_endpoint_fails_with_500(rbrowser, rstack, leaks):
+def test_it_keeps_a_launch_while_the_token_endpoint_fails_with_500(rbrowser, rstack, leaks):
     url = _launched(rbrowser)
     leaks.collect()
     rstack.sandbox.set_faults(rstack.client_id, token_status=500)
     expire_launches(rstack)
     page = rbrowser.get(url)
-    assert page.status_code == 401
-    assert "The EHR no longer accepts this app" in page.text
-    leaks.check(page.text)
+    assert page.status_code == 503
+    assert "The EHR is not answering" in page.text
+    rstack.sandbox.reset_faults(rstack.client_id)
+    again = rbrowser.get(url)
+    assert again.status_code == 200 and "/c/" in again.url  # the same launch, refreshed
+    leaks.check(page.text + again.text)
 
 
 @E2E

@@ -100,7 +100,9 @@ def test_it_shows_a_clear_page_when_discovery_fails(client, mocked, ehr):
 
 
 def test_it_shows_a_clear_page_for_an_unparseable_endpoint_in_discovery(client, mocked, ehr):
-    mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "authorization_endpoint": "https://[broken/authorize"})
+    mocked.get(
+        WELL_KNOWN, json={**SMART_CONFIGURATION, "authorization_endpoint": "https://[broken/authorize"}
+    )
     mocked.get(f"{ISS}/metadata", status=404)
     response = client.get("/launch", {"iss": ISS, "launch": "x"})
     assert response.status_code == 502

@@ -98,6 +98,15 @@ def test_it_serves_an_empty_jwks_without_keys(client, settings):
     assert client.get("/.well-known/jwks.json").json() == {"keys": []}
 
 
+def test_it_answers_503_uncached_when_the_keys_are_misconfigured(client, settings, caplog):
+    settings.SMART_JWKS = "{not json"
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == 503
+    assert response["Cache-Control"] == "no-store"
+    assert "keys" not in response.json()
+    assert "signing keys are misconfigured" in caplog.text
+
+
 def test_it_generates_development_keys_only_in_debug(settings, tmp_path):
     path = tmp_path / "var" / "dev-jwks.json"
     settings.SMART_JWKS, settings.SMART_JWKS_FILE = "", str(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -14,7 +15,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from smartapp import session, tokens
+from smartapp import oauth, session, tokens
 from smartapp.models import Launch
 from tests.smartapp.conftest import TOKEN, token_body
 
@@ -78,27 +79,62 @@ def test_it_skips_a_forced_refresh_when_another_process_just_refreshed(smart_ehr
 
 
 @pytest.mark.parametrize(
-    "mock",
+    ("mock", "final"),
     [
-        {"status": 400, "json": {"error": "invalid_grant"}},
-        {"body": requests.ConnectionError()},
-        {"status": 502, "body": "<html>bad gateway</html>"},
-        {"status": 200, "json": token_body(patient="someone-else")},
+        ({"status": 400, "json": {"error": "invalid_grant"}}, True),
+        ({"status": 401, "json": {"error": "invalid_client"}}, True),
+        ({"status": 200, "json": token_body(patient="someone-else")}, True),
+        ({"body": requests.ConnectionError()}, False),
+        ({"status": 502, "body": "<html>bad gateway</html>"}, False),
+        ({"status": 503, "json": {"error": "temporarily_unavailable"}}, False),
+        ({"status": 200, "body": "not json"}, False),
     ],
 )
-def test_it_raises_refresh_error_on_failure(smart_ehr, mocked, caplog, mock):
+def test_it_raises_refresh_error_on_failure(smart_ehr, mocked, caplog, monkeypatch, mock, final):
+    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
     caplog.set_level(logging.DEBUG)
     launch = _launch(smart_ehr)
     mocked.add("POST", TOKEN, **mock)
-    with pytest.raises(tokens.RefreshError):
+    with pytest.raises(tokens.RefreshError) as raised:
         tokens.refresh_access_token(launch)
+    assert raised.value.final is final  # only a refusal ends the launch; a failing EHR does not
     assert Launch.objects.get(pk=launch.pk).access_token == "AT-0"
     assert "RT-0" not in caplog.text and "test-secret" not in caplog.text
 
 
 def test_it_raises_refresh_error_without_a_refresh_token(smart_ehr, mocked):
-    with pytest.raises(tokens.RefreshError):
+    with pytest.raises(tokens.RefreshError) as raised:
         tokens.force_refresh(_launch(smart_ehr, refresh_token=""))
+    assert raised.value.final
+
+
+def test_it_retries_a_refresh_once_after_a_glitch(smart_ehr, mocked, monkeypatch):
+    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    mocked.add("POST", TOKEN, status=502, body="<html>bad gateway</html>")
+    mocked.add("POST", TOKEN, json=token_body(access_token="AT-1", refresh_token="RT-1"))
+    assert tokens.refresh_access_token(_launch(smart_ehr)).access_token == "AT-1"
+    assert len([call for call in mocked.calls if call.request.url == TOKEN]) == 2
+
+
+def test_it_reports_a_launch_deleted_during_its_refresh_as_gone(smart_ehr, mocked):
+    launch = _launch(smart_ehr)
+
+    def sign_out_in_another_tab(request):
+        Launch.objects.filter(pk=launch.pk).delete()
+        return (200, {}, json.dumps(token_body(access_token="AT-1")))
+
+    mocked.add_callback("POST", TOKEN, callback=sign_out_in_another_tab)
+    with pytest.raises(tokens.RefreshError, match="gone") as raised:
+        tokens.refresh_access_token(launch)
+    assert raised.value.final
+    assert not Launch.objects.filter(pk=launch.pk).exists()  # not recreated by the refresh
+
+
+def test_the_lock_outlives_the_slowest_refresh_and_waiters_wait_that_long(settings):
+    settings.SMART_HTTP_CONNECT_TIMEOUT, settings.SMART_HTTP_READ_TIMEOUT = 3.05, 10.0
+    slowest = 2 * 13.05 + oauth.TOKEN_RETRY_DELAY
+    assert tokens.wait_seconds() > slowest
+    assert tokens.lock_seconds() > tokens.wait_seconds()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -163,7 +199,7 @@ def test_it_clears_a_launch_whose_refresh_fails(client, smart_ehr, mocked):
 
 
 def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monkeypatch):
-    monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(tokens, "wait_seconds", lambda: 0.2)
     stale = _launch(smart_ehr)
     cache.add(tokens._lock_key(stale), "another-process", 30)  # the other process holds the lock
     winner = Launch.objects.get(pk=stale.pk)
@@ -175,7 +211,7 @@ def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monk
 
 
 def test_it_gives_up_when_the_lock_is_never_released(smart_ehr, mocked, monkeypatch):
-    monkeypatch.setattr(tokens, "WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(tokens, "wait_seconds", lambda: 0.1)
     launch = _launch(smart_ehr)
     cache.add(tokens._lock_key(launch), "stuck-process", 30)
     with pytest.raises(tokens.RefreshError, match="timed out"):
