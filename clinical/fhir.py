@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.cookiejar
 import importlib
 import json
+import logging
 import re
 import threading
 import time
@@ -26,6 +27,8 @@ from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 
 from clinical import fastparse
+
+logger = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 
@@ -161,6 +164,41 @@ def load_models() -> None:
         model_class(resource_type)
 
 
+# What the dashboard shows or checks, per type (JSON names). An invalid element elsewhere is
+# dropped so the rest of the resource still shows; an invalid shown element makes it unreadable.
+SHOWN_ELEMENTS: dict[str, frozenset[str]] = {
+    "Patient": frozenset(
+        {"id", "name", "birthDate", "gender", "identifier", "deceasedBoolean", "deceasedDateTime"}
+    ),
+    "Encounter": frozenset(
+        {"id", "status", "class", "type", "period", "location", "participant", "reasonCode", "subject"}
+    ),
+    "Observation": frozenset(
+        {"id", "status", "code", "category", "subject", "encounter", "issued", "dataAbsentReason"}
+        | {"effectiveDateTime", "effectivePeriod", "effectiveInstant", "interpretation", "referenceRange"}
+        | {"valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger"}
+        | {"valueRange", "valueRatio", "valueTime", "valueDateTime", "component", "hasMember"}
+    ),
+    "Condition": frozenset(
+        {"id", "clinicalStatus", "verificationStatus", "code", "category", "subject", "recordedDate"}
+        | {"onsetDateTime", "onsetAge", "onsetPeriod", "onsetString"}
+        | {"abatementDateTime", "abatementPeriod", "abatementString"}
+    ),
+}
+
+
+def _repair(error: dict[str, Any], shown: frozenset[str]) -> tuple[Any, ...] | None:
+    """The path to delete to get past one validation error, or None when it cannot be dropped."""
+    loc = tuple(error.get("loc") or ())
+    if error.get("type") == "extra_forbidden":
+        return loc or None  # a vendor field: never part of what the page shows
+    if not loc or not isinstance(loc[0], str) or loc[0] in shown or loc[0] == "resourceType":
+        return None
+    if error.get("type") == "missing" and len(loc) == 1:
+        return None  # a required element is absent: nothing to drop
+    return loc[:2] if len(loc) > 1 and isinstance(loc[1], int) else loc[:1]  # a list item, or the element
+
+
 def _delete_path(data: Any, loc: tuple[Any, ...]) -> bool:
     node = data
     for key in loc[:-1]:
@@ -168,10 +206,25 @@ def _delete_path(data: Any, loc: tuple[Any, ...]) -> bool:
             node = node[key]
         except (KeyError, IndexError, TypeError):
             return False
-    if isinstance(node, dict) and loc and loc[-1] in node:
-        del node[loc[-1]]
+    last = loc[-1] if loc else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node):
+        del node[last]
         return True
     return False
+
+
+def _delete_paths(data: Any, paths: set[tuple[Any, ...]]) -> bool:
+    """Delete every path; a path under another one goes with it; list items go highest index first."""
+    outer = [p for p in paths if not any(q != p and p[: len(q)] == q for q in paths)]
+    order = sorted(outer, key=lambda loc: tuple((0, -k) if isinstance(k, int) else (1, str(k)) for k in loc))
+    deleted = all([_delete_path(data, loc) for loc in order])
+    for key in {loc[0] for loc in outer if len(loc) > 1}:
+        if data.get(key) == []:
+            del data[key]  # FHIR has no empty arrays
+    return deleted
 
 
 def parse_resource(data: Any, resource_type: str) -> Any:
@@ -196,16 +249,21 @@ def parse_resource(data: Any, resource_type: str) -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
+    shown = SHOWN_ELEMENTS.get(resource_type, frozenset())
+    dropped: set[str] = set()
     for _round in range(3):
-        extras = [e["loc"] for e in errors if e.get("type") == "extra_forbidden"]
-        if not extras or len(extras) != len(errors):
+        paths = [_repair(error, shown) for error in errors]
+        if not all(paths) or not _delete_paths(data, set(paths)):
             break
-        if not all(_delete_path(data, tuple(loc)) for loc in extras):
-            break
+        dropped |= {str(e["loc"][0]) for e in errors if e.get("type") != "extra_forbidden"}
         try:
-            return cls.model_validate(data)
+            resource = cls.model_validate(data)
         except ValidationError as exc:
             errors = exc.errors()
+            continue
+        if dropped:  # names only: the values may be PHI
+            logger.info("%s: invalid elements not shown were dropped: %s", resource_type, sorted(dropped))
+        return resource
     raise ValueError(f"{resource_type} failed validation ({len(errors)} problems)")
 
 

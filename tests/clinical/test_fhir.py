@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -59,6 +60,35 @@ def test_it_parses_vendor_extra_fields_at_any_depth():
 def test_it_rejects_structurally_invalid_resources_even_with_extras_removed():
     with pytest.raises(ValueError):
         fhir.parse_resource({"resourceType": "Observation", "status": "final", "vendorX": 1}, "Observation")
+
+
+@responses.activate
+def test_it_drops_invalid_elements_the_page_does_not_show_and_keeps_the_rest(caplog):
+    # One malformed optional element (a bad address, a string for a CodeableConcept, a broken
+    # telecom item) must not cost the clinician the whole banner.
+    caplog.set_level(logging.INFO, logger="clinical.fhir")
+    patient = load("patient")
+    patient["maritalStatus"] = "married"
+    patient["address"] = [{"line": "not a list"}, {"city": "Springfield"}]
+    patient["telecom"] = [{"system": "phone", "value": "555"}, {"system": "phone", "period": "today"}]
+    responses.get(f"{BASE}/Patient/pat-1", json=patient)
+    read = client().read("Patient", "pat-1")
+    assert read.name[1].family == "Jones" and read.birthDate is not None
+    assert read.maritalStatus is None
+    assert [a.city for a in read.address] == ["Springfield"]  # only the broken item went
+    assert [t.value for t in read.telecom] == ["555"]
+    assert "dropped: ['address', 'maritalStatus', 'telecom']" in caplog.text
+    assert "Springfield" not in caplog.text and "555" not in caplog.text  # names, never values
+
+
+@pytest.mark.parametrize(
+    "broken", [{"birthDate": "yesterday"}, {"name": "Jones"}, {"gender": ["female"]}], ids=str
+)
+@responses.activate
+def test_it_still_refuses_a_resource_whose_shown_elements_are_invalid(broken):
+    responses.get(f"{BASE}/Patient/pat-1", json={**load("patient"), **broken})
+    with pytest.raises(fhir.InvalidResponse):
+        client().read("Patient", "pat-1")
 
 
 @responses.activate
