@@ -131,6 +131,20 @@ def _http() -> requests.Session:
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 
 
+# A token response holds a few tokens, an id_token and some context: far below this.
+MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes | None:
+    """The body of a streamed response, or None once it passes `limit` (nothing more is read)."""
+    body = b""
+    for chunk in response.iter_content(64 * 1024):  # requests' errors, not urllib3's
+        body += chunk
+        if len(body) > limit:
+            return None
+    return body
+
+
 def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
     try:
         # No redirects: only the documents the registered EHR names are ever fetched.
@@ -140,16 +154,12 @@ def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
         with response:
             if response.status_code != 200:
                 raise DiscoveryError(f"The EHR answered HTTP {response.status_code}.")
-            body = b""
-            for chunk in response.iter_content(64 * 1024):  # requests' errors, not urllib3's
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    break
+            body = _read_capped(response, MAX_DOCUMENT_BYTES)
     except requests.Timeout as exc:
         raise TransportError("The EHR did not answer in time.") from exc
     except requests.RequestException as exc:
         raise TransportError("The EHR could not be reached.") from exc
-    if len(body) > MAX_DOCUMENT_BYTES:
+    if body is None:
         raise DiscoveryError("The EHR's document is implausibly large.")
     try:
         data = json.loads(body)
@@ -160,20 +170,38 @@ def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
     return data
 
 
-def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> requests.Response:
+@dataclass(frozen=True)
+class FormReply:
+    """A token or revocation endpoint's answer, read whole (size-capped) before anything parses it."""
+
+    status_code: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)  # a ValueError for anything but JSON
+
+
+def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> FormReply:
     try:
         # No redirects: credentials are for this endpoint only.
-        return _http().post(
+        response = _http().post(
             url,
             data=data,
             headers={"Accept": "application/json", **headers},
             timeout=_timeout(),
             allow_redirects=False,
+            stream=True,
         )
+        with response:
+            body = _read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
     except requests.Timeout as exc:
         raise TransportError("The EHR's token service did not answer in time.") from exc
     except requests.RequestException as exc:
         raise TransportError("The EHR's token service could not be reached.") from exc
+    if body is None:
+        logger.warning("token endpoint answered with more than %d bytes; refused", MAX_TOKEN_RESPONSE_BYTES)
+        raise TokenResponseError("The EHR's token service answered with an implausibly large response.")
+    return FormReply(response.status_code, body)
 
 
 # --- Discovery ------------------------------------------------------------------------------
@@ -559,7 +587,7 @@ class TokenResponse:
         return f"TokenResponse(scope={self.scope!r}, expires_in={self.expires_in}, patient={self.patient!r})"
 
 
-def _error_from(response: requests.Response) -> OAuthError:
+def _error_from(response: FormReply) -> OAuthError:
     try:
         body = response.json()
     except ValueError:
@@ -686,7 +714,7 @@ def _fhir_context(body: dict[str, Any], warnings: list[str]) -> list[Any]:
     return value
 
 
-def parse_token_response(response: requests.Response, requested_scope: str) -> TokenResponse:
+def parse_token_response(response: FormReply, requested_scope: str) -> TokenResponse:
     """Validate a token-endpoint response; any non-conformance is a `TokenResponseError`/`TokenError`."""
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#response-5
     if response.status_code != 200:
@@ -737,7 +765,7 @@ def needs_patient(scope: str) -> bool:
 TOKEN_RETRY_DELAY = 0.3  # seconds
 
 
-def _worth_one_retry(response: requests.Response) -> bool:
+def _worth_one_retry(response: FormReply) -> bool:
     """A 5xx, or a 400 that carries no RFC 6749 error code: a glitch, not a refusal."""
     if response.status_code >= 500:
         return True
@@ -750,7 +778,7 @@ def _worth_one_retry(response: requests.Response) -> bool:
     return not (isinstance(body, dict) and isinstance(body.get("error"), str))
 
 
-def _token_call(ehr: Ehr, config: SmartConfig, grant: dict[str, str]) -> requests.Response:
+def _token_call(ehr: Ehr, config: SmartConfig, grant: dict[str, str]) -> FormReply:
     """POST a grant to the token endpoint, with one retry after a glitch that is not a refusal.
 
     Field lesson (Epic): token endpoints occasionally fail without an OAuth error. The retry

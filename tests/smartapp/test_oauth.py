@@ -554,6 +554,14 @@ def test_it_does_not_retry_a_real_refusal(mocked, ehr):
     assert len([c for c in mocked.calls if c.request.url == TOKEN]) == 1
 
 
+def test_it_refuses_an_implausibly_large_token_response(mocked, ehr, monkeypatch, caplog):
+    monkeypatch.setattr(oauth, "MAX_TOKEN_RESPONSE_BYTES", 2000)
+    mocked.post(TOKEN, json=token_body(scope=SCOPE, padding="x" * 5000))
+    with pytest.raises(oauth.TokenResponseError, match="implausibly large"):
+        _exchange(ehr)
+    assert "AT-" not in caplog.text
+
+
 def test_it_refuses_an_implausibly_large_discovery_document(mocked, ehr, monkeypatch):
     monkeypatch.setattr(oauth, "MAX_DOCUMENT_BYTES", 1000)
     mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "padding": "x" * 2000})
