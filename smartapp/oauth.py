@@ -215,6 +215,7 @@ class SmartConfig:
     authorization_endpoint: str
     token_endpoint: str
     revocation_endpoint: str = ""
+    introspection_endpoint: str = ""  # shown to the admin; the app has no use for it yet
     jwks_uri: str = ""
     capabilities: list[str] = field(default_factory=list)
     code_challenge_methods: list[str] | None = None
@@ -315,6 +316,7 @@ def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configurat
         or _resolve(base, document.get("authorization_endpoint")),
         token_endpoint=ehr.token_url_override or _resolve(base, document.get("token_endpoint")),
         revocation_endpoint=_resolve(base, document.get("revocation_endpoint")),
+        introspection_endpoint=_resolve(base, document.get("introspection_endpoint")),
         jwks_uri=_resolve(base, document.get("jwks_uri")),
         capabilities=_str_list(document.get("capabilities")) or [],
         code_challenge_methods=_str_list(document.get("code_challenge_methods_supported")),
@@ -328,7 +330,13 @@ def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configurat
         config.errors.append("No authorization_endpoint.")
     if not config.token_endpoint:
         config.errors.append("No token_endpoint.")
-    for name in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
+    for name in (
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "jwks_uri",
+    ):
         url = getattr(config, name)
         if url and not is_secure_url(url):
             config.errors.append(f"{name} must use https ({url.split('?')[0]}).")

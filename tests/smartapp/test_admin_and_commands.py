@@ -78,7 +78,12 @@ def test_it_lists_and_searches_ehrs(admin_client, ehr):
 
 
 def test_it_checks_the_configuration_from_the_admin(admin_client, ehr, mocked):
-    mocked.get(WELL_KNOWN, json={**SMART_CONFIGURATION, "capabilities": ["launch-ehr", "permission-v2"]})
+    document = {
+        **SMART_CONFIGURATION,
+        "capabilities": ["launch-ehr", "permission-v2"],
+        "introspection_endpoint": "introspect",  # relative: resolved against the FHIR base
+    }
+    mocked.get(WELL_KNOWN, json=document)
     response = admin_client.post(
         "/admin/smartapp/ehr/", {"action": "check_configuration", "_selected_action": [ehr.pk]}
     )
@@ -87,6 +92,7 @@ def test_it_checks_the_configuration_from_the_admin(admin_client, ehr, mocked):
     assert "Test EHR — usable" in content
     assert "<td>launch-standalone</td><td><strong>missing</strong></td>" in content
     assert "<td>PKCE S256</td><td>yes</td>" in content
+    assert f"introspection: <code>{ehr.iss}/introspect</code>" in content
     assert "test-secret" not in content
     ehr.refresh_from_db()
     assert ehr.discovered_at is not None
