@@ -188,11 +188,16 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
     fhir_user, user = "", None
     if "openid" in pending["scope"].split():
         if tokens.id_token:
+            owned_before = session.owned_handles(request)
             try:
                 who = identity.sign_in(request, ehr, config, id_token=tokens.id_token, nonce=pending["nonce"])
             except oauth.OAuthError as exc:
                 raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
             fhir_user, user = who.fhir_user, who.user
+            if owned_before and not session.owned_handles(request):
+                # Another user signed in on this browser: login() flushed the session, so the
+                # previous user's launches are unreachable. End them at the EHR now.
+                revoke_and_delete(list(Launch.objects.select_related("ehr").filter(handle__in=owned_before)))
         else:
             logger.warning("ehr=%s granted no id_token although openid was requested", ehr.pk)
 

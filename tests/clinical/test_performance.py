@@ -65,9 +65,7 @@ def test_it_caps_a_10k_observation_patient_and_says_what_it_capped(client, make_
 
 @pytest.mark.django_db
 @responses.activate
-def test_it_does_not_call_a_capped_page_the_latest_when_the_ehr_ignored_the_sort(
-    client, make_launch, own
-):
+def test_it_does_not_call_a_capped_page_the_latest_when_the_ehr_ignored_the_sort(client, make_launch, own):
     def unsorted_pages(request):
         status, headers, body = _pages(request)
         bundle = json.loads(body)

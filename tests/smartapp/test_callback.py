@@ -15,7 +15,7 @@ from django.urls import reverse
 from smartapp import oauth, session
 from smartapp.identity import stable_username
 from smartapp.models import Launch
-from tests.smartapp.conftest import ISS, ISSUER, TOKEN, token_body
+from tests.smartapp.conftest import ISS, ISSUER, REVOKE, TOKEN, token_body
 
 
 @pytest.fixture(autouse=True)
@@ -98,6 +98,27 @@ def test_it_stores_no_value_postgres_would_refuse(client, smart_ehr, mocked, ehr
     assert launch.patient_id == "pat-1" and launch.user is not None
     assert launch.iss == ISS
     assert "tenant is not a usable string" in caplog.text
+
+
+def _launch_as(client, mocked, ehr_keys, ehr, sub: str) -> Launch:
+    params = _start(client, ehr)
+    id_token = ehr_keys.id_token(nonce=params["nonce"], sub=sub)
+    mocked.post(TOKEN, json=token_body(id_token=id_token))
+    response = client.get("/callback", {"code": "the-code", "state": params["state"]})
+    return Launch.objects.get(handle=response["Location"].rstrip("/").rsplit("/", 1)[-1])
+
+
+def test_it_ends_the_previous_users_launches_when_another_user_signs_in(client, smart_ehr, mocked, ehr_keys):
+    mocked.post(REVOKE, status=200)
+    first = _launch_as(client, mocked, ehr_keys, smart_ehr, "user-123")
+    again = _launch_as(client, mocked, ehr_keys, smart_ehr, "user-123")
+    assert Launch.objects.count() == 2  # the same user keeps both tabs
+    other = _launch_as(client, mocked, ehr_keys, smart_ehr, "user-999")
+    # login() flushed the session for the new user; the old launches must not linger with tokens.
+    assert list(Launch.objects.all()) == [other]
+    assert client.session[session.LAUNCHES_KEY] == [other.handle]
+    revoked = {parse_qs(c.request.body)["token"][0] for c in mocked.calls if c.request.url == REVOKE}
+    assert {first.access_token, first.refresh_token, again.access_token, again.refresh_token} <= revoked
 
 
 def test_it_completes_a_standalone_launch_without_openid(client, smart_ehr, mocked, ehr_keys):
