@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth import logout as auth_logout
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -39,7 +40,9 @@ def _error(request: HttpRequest, error: FlowError) -> HttpResponse:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The standalone launch page: enabled EHRs, and this session's open launches."""
-    launches = Launch.objects.select_related("ehr").filter(handle__in=session.owned_handles(request))
+    launches = Launch.objects.select_related("ehr").filter(
+        handle__in=session.owned_handles(request), ehr__enabled=True, iss=F("ehr__iss")
+    )
     return render(
         request,
         "smartapp/home.html",

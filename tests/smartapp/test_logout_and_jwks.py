@@ -130,3 +130,13 @@ def test_it_refuses_a_public_only_jwks(settings, app_private_jwks):
 def test_it_ignores_var_in_git():
     root = Path(__file__).resolve().parents[2]
     assert "/var/" in (root / ".gitignore").read_text().split()
+
+
+def test_the_start_page_lists_only_launches_that_still_work(client, smart_ehr):
+    _signed_in(client, smart_ehr, "kept", "moved")
+    Launch.objects.filter(handle="moved").update(iss="https://old.example.org/fhir")
+    html = client.get("/").content.decode()
+    assert "/c/kept/" in html and "/c/moved/" not in html
+    smart_ehr.enabled = False
+    smart_ehr.save()
+    assert "Your open launches" not in client.get("/").content.decode()
