@@ -347,14 +347,19 @@ def observation_value(obs: Any) -> tuple[str, str, float | None, bool]:
     return "No value recorded", "", None, True
 
 
-def observation_when(obs: Any) -> When | None:
+def observation_effective(obs: Any) -> When | None:
+    """effective[x]: what `_sort=date` orders by."""
     if obs.effectiveDateTime is not None:
         return When.parse(obs.effectiveDateTime)
     if obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
         return When.parse(obs.effectivePeriod.start)
     if obs.effectiveInstant is not None:
         return When.parse(obs.effectiveInstant)
-    return When.parse(obs.issued)
+    return None
+
+
+def observation_when(obs: Any) -> When | None:
+    return observation_effective(obs) or When.parse(obs.issued)
 
 
 _SHOWN_STATUSES = {"final", "amended", "corrected"}
@@ -754,7 +759,7 @@ UNSORTED_NOTE = "the EHR did not return them newest first, so some recent result
 
 def _sorted_newest_first(observations: Sequence[Any]) -> bool:
     """Did the server honour `_sort=-date`? Many ignore it, and then a capped page is not the latest."""
-    stamps = [when.sort_key.timestamp() for when in map(observation_when, observations) if when]
+    stamps = [when.sort_key.timestamp() for when in map(observation_effective, observations) if when]
     return all(earlier >= later for earlier, later in itertools.pairwise(stamps))
 
 
@@ -906,10 +911,13 @@ def search_patients(
     client: fhir.FhirClient, query: str, granted_scopes: Collection[str] | None, limit: int = 20
 ) -> PatientSearch:
     """Search this launch's EHR for patients by name (user-level launches without a patient)."""
-    if not scopes.check(granted_scopes, "Patient", "search", levels=("user",)).allowed:
+    params = {"name": query}
+    grant = scopes.check(granted_scopes, "Patient", "search", levels=("user",), params=params)
+    if not grant.allowed:
         return PatientSearch(_not_authorized("user/Patient.rs"), query)
     try:
-        result = client.search("Patient", {"name": query}, max_pages=1, max_entries=limit)
+        query_params = {**params, **dict(grant.restrictions)}  # a granular grant narrows the search
+        result = client.search("Patient", query_params, max_pages=1, max_entries=limit)
     except fhir.FhirError as exc:
         return PatientSearch(error_state(exc, "patients"), query, accesses=tuple(client.accesses))
     matches = tuple(

@@ -233,8 +233,9 @@ def parse_resource(data: Any, resource_type: str) -> Any:
     fhir_core models are `extra="forbid"`, and neither a subclass (top level only) nor pydantic's
     per-call `extra=` override (not honoured by these models) nor the global model-config switch
     (must run before any import of the models, process-wide) reliably reaches nested elements.
-    So: validate; if the only complaints are unknown keys, delete exactly those keys and validate
-    again. Clean data pays nothing extra; an entry with vendor fields pays a second validation.
+    So: validate; delete exactly the unknown keys, and any invalid element the page does not
+    show (`SHOWN_ELEMENTS`), then validate again. Clean data pays nothing extra; an entry with
+    vendor fields pays a second validation. An invalid shown element makes the entry unreadable.
     `data` is freshly decoded JSON owned by the caller: the unknown keys are removed in place.
     Raises ValueError when the entry is not a readable `resource_type`.
     """
@@ -249,6 +250,10 @@ def parse_resource(data: Any, resource_type: str) -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
+    except (KeyError, TypeError, AttributeError, RecursionError) as exc:
+        # fhir_core itself trips on some input (an unknown contained resourceType is a KeyError):
+        # the entry is unreadable, not the panel.
+        raise ValueError(f"{resource_type} could not be validated ({type(exc).__name__})") from exc
     shown = SHOWN_ELEMENTS.get(resource_type, frozenset())
     dropped: set[str] = set()
     for _round in range(3):
@@ -261,6 +266,8 @@ def parse_resource(data: Any, resource_type: str) -> Any:
         except ValidationError as exc:
             errors = exc.errors()
             continue
+        except (KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise ValueError(f"{resource_type} could not be validated ({type(exc).__name__})") from exc
         if dropped:  # names only: the values may be PHI
             logger.info("%s: invalid elements not shown were dropped: %s", resource_type, sorted(dropped))
         return resource
@@ -590,7 +597,7 @@ class FhirClient:
             raise InvalidResponse("the EHR's answer was implausibly large", status_code=status)
         try:
             body = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested absurdly deep
             body = None
         if 200 <= status < 300:
             if not isinstance(body, dict):

@@ -179,7 +179,7 @@ def fetch(url: str, session: requests.Session | None = None) -> dict[str, str]:
             if len(body) > STYLE_MAX_BYTES or time.monotonic() > deadline:
                 return {}
         return sanitize(json.loads(body))
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError, RecursionError):
         logger.info("smart_style_url could not be used")
         return {}
 

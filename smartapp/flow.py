@@ -186,18 +186,14 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
 
     fhir_user, user = "", None
+    owned_before = session.owned_handles(request)
     if "openid" in pending["scope"].split():
         if tokens.id_token:
-            owned_before = session.owned_handles(request)
             try:
                 who = identity.sign_in(request, ehr, config, id_token=tokens.id_token, nonce=pending["nonce"])
             except oauth.OAuthError as exc:
                 raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
             fhir_user, user = who.fhir_user, who.user
-            if owned_before and not session.owned_handles(request):
-                # Another user signed in on this browser: login() flushed the session, so the
-                # previous user's launches are unreachable. End them at the EHR now.
-                revoke_and_delete(list(Launch.objects.select_related("ehr").filter(handle__in=owned_before)))
         else:
             logger.warning("ehr=%s granted no id_token although openid was requested", ehr.pk)
 
@@ -225,6 +221,10 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         # it here, so a session id planted before the launch never owns its data.
         request.session.cycle_key()
     evicted = session.remember_launch(request, launch)
+    if owned_before and set(owned_before).isdisjoint(session.owned_handles(request)):
+        # Another user signed in on this browser: login() flushed the session, so the previous
+        # user's launches are unreachable. End them at the EHR, now that the new launch is safe.
+        evicted = [*owned_before, *evicted]
     if evicted:  # the session keeps its newest launches; end the oldest at the EHR too
         revoke_and_delete(list(Launch.objects.select_related("ehr").filter(handle__in=evicted)))
     return launch
@@ -233,6 +233,8 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
 def revoke_and_delete(launches: list[Launch]) -> int:
     """Ask each EHR that offers revocation to revoke the tokens, then delete the launches."""
     for launch in launches:
+        if launch.iss != launch.ehr.iss:
+            continue  # the EHR row now names another server: the tokens must not go there
         try:
             config = oauth.discover(launch.ehr)
         except oauth.OAuthError:

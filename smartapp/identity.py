@@ -112,6 +112,7 @@ def absolute_fhir_user(value: str, iss: str) -> str:
         or segments[-2] not in FHIR_USER_TYPES
         or not _FHIR_ID.fullmatch(segments[-1])
         or len(absolute) > MAX_FHIR_USER
+        or oauth.has_control_characters(absolute)
     ):
         logger.warning("fhirUser claim ignored: not a %s reference", "/".join(FHIR_USER_TYPES))
         return ""
@@ -120,7 +121,8 @@ def absolute_fhir_user(value: str, iss: str) -> str:
 
 def stable_username(issuer: str, sub: str) -> str:
     """A stable, opaque username per (issuer, subject): sub values are only unique per issuer."""
-    return "smart-" + hashlib.sha256(f"{issuer}\n{sub}".encode()).hexdigest()[:40]
+    # surrogatepass: a `sub` holding a lone surrogate still maps to one stable name, not a 500.
+    return "smart-" + hashlib.sha256(f"{issuer}\n{sub}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 class SmartOIDCBackend(OIDCAuthenticationBackend):
@@ -158,7 +160,10 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
 
     def retrieve_matching_jwk(self, token: str) -> jwt.PyJWK:
         """The EHR's key for this token; an unknown kid triggers one JWKS refetch, then refusal."""
-        header = jwt.get_unverified_header(token)
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.InvalidTokenError, RecursionError) as exc:
+            raise IdentityError("The EHR sent a malformed id_token.") from exc
         alg, kid = header.get("alg"), header.get("kid")
         if not self.config or not self.config.jwks_uri:
             raise IdentityError("The EHR publishes no jwks_uri, so its id_token cannot be verified.")
@@ -177,11 +182,12 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         nonce = kwargs.get("nonce") or ""
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as exc:
+        except (jwt.InvalidTokenError, RecursionError) as exc:
             raise IdentityError("The EHR sent a malformed id_token.") from exc
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
-            logger.warning("id_token rejected: disallowed alg %r (ehr=%s)", alg, self.ehr.pk)
+            shown = alg[:16] if isinstance(alg, str) else type(alg).__name__
+            logger.warning("id_token rejected: disallowed alg %r (ehr=%s)", shown, self.ehr.pk)
             raise IdentityError("The EHR signed the id_token with a disallowed algorithm.")
         key = self.retrieve_matching_jwk(token)
         try:
@@ -194,7 +200,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["iss", "sub", "aud", "exp", "iat"]},
             )
-        except jwt.InvalidTokenError as exc:
+        except (jwt.InvalidTokenError, RecursionError) as exc:
             logger.warning("id_token rejected (ehr=%s): %s", self.ehr.pk, type(exc).__name__)
             raise IdentityError(f"The EHR's id_token is not valid ({_describe(exc)}).") from exc
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
@@ -233,7 +239,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         return user
 
 
-def _describe(exc: jwt.InvalidTokenError) -> str:
+def _describe(exc: Exception) -> str:
     return {
         jwt.InvalidSignatureError: "bad signature",
         jwt.ExpiredSignatureError: "expired",

@@ -74,8 +74,10 @@ class LaunchContextMiddleware:
                 "message": "The EHR could not renew the app's access just now. Your launch is kept; "
                 "try again in a moment.",
                 "retry_url": request.get_full_path(),
+                "ehr": launch.ehr,
+                "kind": launch.kind,
             },
             status=503,
         )
-        response["Retry-After"] = "5"
+        response["Retry-After"] = str(settings.SMART_REFRESH_BACKOFF_SECONDS)
         return response

@@ -160,6 +160,9 @@ class Launch(models.Model):
     ehr = models.ForeignKey(Ehr, on_delete=models.CASCADE, related_name="launches")
     iss = models.URLField(
         max_length=500,
+        blank=True,
+        default="",
+        db_default="",  # rows an older release inserts during a rolling deploy get bound on first use
         help_text="The FHIR base the tokens were issued for; if an admin moves the EHR's iss, "
         "this launch ends rather than send its token to the new address.",
     )
@@ -188,7 +191,7 @@ class Launch(models.Model):
         return f"{self.get_kind_display()} {self.handle[:8]}… on {self.ehr_id}"
 
     def save(self, *args, **kwargs):
-        if not self.iss:
+        if not self.iss and self.ehr_id:
             self.iss = self.ehr.iss
         super().save(*args, **kwargs)
 

@@ -135,13 +135,19 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 
 
-def _read_capped(response: requests.Response, limit: int) -> bytes | None:
-    """The body of a streamed response, or None once it passes `limit` (nothing more is read)."""
+def _read_capped(response: requests.Response, limit: int, deadline: float | None = None) -> bytes | None:
+    """The body of a streamed response, or None once it passes `limit` (nothing more is read).
+
+    With a `deadline` (time.monotonic()), a server trickling bytes cannot outlast it: the read
+    timeout only bounds each read.
+    """
     body = b""
     for chunk in response.iter_content(64 * 1024):  # requests' errors, not urllib3's
         body += chunk
         if len(body) > limit:
             return None
+        if deadline is not None and time.monotonic() > deadline:
+            raise requests.Timeout("the body did not arrive in time")
     return body
 
 
@@ -178,10 +184,12 @@ class FormReply:
     body: bytes
 
     def json(self) -> Any:
-        return json.loads(self.body)  # a ValueError for anything but JSON
+        return loads(self.body)  # a ValueError for anything but JSON
 
 
 def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> FormReply:
+    # The whole call, headers and body, fits in connect + read timeout (see longest_token_call).
+    deadline = time.monotonic() + sum(_timeout())
     try:
         # No redirects: credentials are for this endpoint only.
         response = _http().post(
@@ -193,7 +201,7 @@ def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> FormR
             stream=True,
         )
         with response:
-            body = _read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
+            body = _read_capped(response, MAX_TOKEN_RESPONSE_BYTES, deadline)
     except requests.Timeout as exc:
         raise TransportError("The EHR's token service did not answer in time.") from exc
     except requests.RequestException as exc:
@@ -330,16 +338,14 @@ def evaluate(ehr: Ehr, document: dict[str, Any], source: str = "smart-configurat
         config.errors.append("No authorization_endpoint.")
     if not config.token_endpoint:
         config.errors.append("No token_endpoint.")
-    for name in (
-        "authorization_endpoint",
-        "token_endpoint",
-        "revocation_endpoint",
-        "introspection_endpoint",
-        "jwks_uri",
-    ):
+    for name in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
         url = getattr(config, name)
         if url and not is_secure_url(url):
             config.errors.append(f"{name} must use https ({url.split('?')[0]}).")
+    if config.introspection_endpoint and not is_secure_url(config.introspection_endpoint):
+        # Unused by the app: an insecure one is ignored, it does not disable the EHR.
+        config.warnings.append("introspection_endpoint is not https; ignored.")
+        config.introspection_endpoint = ""
 
     # PKCE is always sent; only an explicit list without S256 is a hard error.
     methods = config.code_challenge_methods
@@ -646,12 +652,22 @@ def _optional_str(body: dict[str, Any], name: str) -> str:
     return value
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates (JSON's "\ud800" decodes to one; no database can
+# encode it).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def has_control_characters(value: str) -> bool:
     """No SMART parameter or hint legitimately holds one, and PostgreSQL refuses NUL in text."""
     return _CONTROL.search(value) is not None
+
+
+def loads(body: bytes | str) -> Any:
+    """json.loads, with a ValueError (not a RecursionError) for absurdly nested input."""
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def _optional_hint(body: dict[str, Any], name: str, max_length: int, warnings: list[str]) -> str:
@@ -693,6 +709,7 @@ def _optional_context_id(body: dict[str, Any], name: str, warnings: list[str]) -
 # RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 MAX_FHIR_CONTEXT_BYTES = 64 * 1024
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)  # in json.dumps output
 
 
 def _granted_scope(body: dict[str, Any], requested_scope: str, warnings: list[str]) -> str:
@@ -716,8 +733,8 @@ def _fhir_context(body: dict[str, Any], warnings: list[str]) -> list[Any]:
         warnings.append("fhirContext is not a list; ignored.")
         return []
     stored = json.dumps(value)
-    if len(stored) > MAX_FHIR_CONTEXT_BYTES or "\\u0000" in stored:
-        warnings.append("fhirContext is too large or holds a NUL character; ignored.")
+    if len(stored) > MAX_FHIR_CONTEXT_BYTES or _UNSTORABLE_ESCAPE.search(stored):
+        warnings.append("fhirContext is too large or holds a NUL or lone surrogate; ignored.")
         return []
     return value
 

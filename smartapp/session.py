@@ -63,9 +63,15 @@ def launch_for(request: HttpRequest, handle: str) -> Launch | None:
     if handle not in request.session.get(LAUNCHES_KEY, []):
         return None
     launch = Launch.objects.select_related("ehr").filter(handle=handle).first()
+    if launch is not None and not launch.iss:  # inserted by an older release during a deploy
+        Launch.objects.filter(pk=launch.pk, iss="").update(iss=launch.ehr.iss)
+        launch.iss = launch.ehr.iss
     if launch is not None and not launch.usable:
         # Disabled, or its iss moved: the token must not reach whatever the EHR row now names.
-        forget_launch(request, handle)
+        from smartapp.flow import revoke_and_delete  # flow imports this module
+
+        request.session[LAUNCHES_KEY] = [h for h in request.session.get(LAUNCHES_KEY, []) if h != handle]
+        revoke_and_delete([launch])
         return None
     return launch
 

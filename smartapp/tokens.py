@@ -27,11 +27,10 @@ from smartapp.models import Launch
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
-# Refusals that end the grant. Anything else (no answer, a 5xx, server_error) is the EHR failing
+# OAuth error codes that mean "not now" rather than "no". Any other error code the token endpoint
+# sends is a refusal that ends the grant; no answer, a 5xx or a garbled answer is the EHR failing
 # for now: the launch is kept and its current token used while it lasts.
-FINAL_OAUTH_ERRORS = frozenset(
-    {"invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"}
-)
+TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 
 
 def lock_seconds() -> int:
@@ -58,6 +57,25 @@ class RefreshError(Exception):
 
 def _lock_key(launch: Launch) -> str:
     return f"smart:refresh-lock:{launch.pk}"
+
+
+def _failure_key(launch: Launch) -> str:
+    return f"smart:refresh-failed:{launch.pk}"
+
+
+def _failed_recently(launch: Launch) -> bool:
+    try:
+        return cache.get(_failure_key(launch)) is not None
+    except Exception:  # a broken cache remembers nothing
+        return False
+
+
+def _remember_failure(launch: Launch) -> None:
+    """For a short while, requests of this launch do not each wait on an EHR that just failed."""
+    try:
+        cache.set(_failure_key(launch), 1, settings.SMART_REFRESH_BACKOFF_SECONDS)
+    except Exception:
+        logger.warning("could not remember a refresh failure", exc_info=True)
 
 
 def _reload(launch: Launch) -> Launch:
@@ -89,7 +107,9 @@ def _do_refresh(launch: Launch, config: oauth.SmartConfig) -> Launch:
             launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
         )
     except oauth.OAuthError as exc:
-        final = isinstance(exc, oauth.TokenError) and exc.error in FINAL_OAUTH_ERRORS
+        final = (
+            isinstance(exc, oauth.TokenError) and bool(exc.error) and exc.error not in TRANSIENT_OAUTH_ERRORS
+        )
         logger.info(
             "refresh failed for launch of ehr=%s: %s (%s)",
             launch.ehr_id,
@@ -139,7 +159,18 @@ def _release(key: str) -> None:
 
 
 def _refresh(launch: Launch, *, force: bool) -> Launch:
-    config = _config(launch)
+    if _failed_recently(launch):
+        raise RefreshError("the EHR failed a refresh moments ago", final=False)
+    try:
+        config = _config(launch)
+        return _refresh_locked(launch, config, force=force)
+    except RefreshError as exc:
+        if not exc.final:
+            _remember_failure(launch)
+        raise
+
+
+def _refresh_locked(launch: Launch, config: oauth.SmartConfig, *, force: bool) -> Launch:
     key = _lock_key(launch)
     owner = secrets.token_hex(8)
     for _attempt in range(2):
@@ -154,12 +185,18 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
             finally:
                 if _holder(key) == owner:
                     _release(key)
+        if not force and not launch.expires_within(0):
+            return launch  # another request is refreshing; this token still works meanwhile
         deadline = time.monotonic() + wait_seconds()
         while _holder(key) is not None and time.monotonic() < deadline:
+            if _failed_recently(launch):
+                raise RefreshError("a concurrent refresh failed", final=False)
             time.sleep(POLL_SECONDS)
         fresh = _reload(launch)
         if _refreshed_since(fresh, launch):
             return fresh
+        if _failed_recently(launch):
+            raise RefreshError("a concurrent refresh failed", final=False)
         if _holder(key) is not None:
             raise RefreshError("timed out waiting for a concurrent refresh", final=False)
         # The other refresh did not store a token (it failed or did nothing): try once ourselves.

@@ -1,20 +1,24 @@
 """Bind each launch to the issuer its tokens were issued for; stop keeping users' names.
 
-Existing launches take their EHR's current issuer. Names copied from id_tokens before (a
-patient's name, on a patient launch) are blanked: nothing shows them, and auth_user outlives
-every launch.
+Existing launches take their EHR's current issuer (one UPDATE; no row is loaded, so nothing is
+decrypted). The column has a database default, so launches an older release inserts during a
+rolling deploy are bound on first use. Names copied from id_tokens before (a patient's name, on a
+patient launch) are blanked: nothing shows them, and auth_user outlives every launch.
 """
 
 from django.db import migrations, models
+from django.db.models import OuterRef, Subquery
 
 
 def bind_launches_and_forget_names(apps, schema_editor):
+    Ehr = apps.get_model("smartapp", "Ehr")
     Launch = apps.get_model("smartapp", "Launch")
-    for launch in Launch.objects.select_related("ehr").filter(iss=""):
-        launch.iss = launch.ehr.iss
-        launch.save(update_fields=["iss"])
+    Launch.objects.filter(iss="").update(
+        iss=Subquery(Ehr.objects.filter(pk=OuterRef("ehr_id")).values("iss")[:1])
+    )
     User = apps.get_model("auth", "User")
-    User.objects.filter(username__startswith="smart-").update(first_name="", last_name="", email="")
+    # Only the app's own opaque usernames (smartapp.identity.stable_username), never staff accounts.
+    User.objects.filter(username__regex=r"^smart-[0-9a-f]{40}$").update(first_name="", last_name="", email="")
 
 
 class Migration(migrations.Migration):
@@ -28,12 +32,13 @@ class Migration(migrations.Migration):
             model_name="launch",
             name="iss",
             field=models.URLField(
+                blank=True,
+                db_default="",
                 default="",
                 help_text="The FHIR base the tokens were issued for; if an admin moves the EHR's iss, "
                 "this launch ends rather than send its token to the new address.",
                 max_length=500,
             ),
-            preserve_default=False,
         ),
         migrations.RunPython(bind_launches_and_forget_names, migrations.RunPython.noop),
     ]

@@ -92,6 +92,22 @@ def test_it_still_refuses_a_resource_whose_shown_elements_are_invalid(broken):
 
 
 @responses.activate
+def test_an_entry_fhir_core_trips_on_is_skipped_not_the_whole_search():
+    odd = obs(1)
+    odd["resource"]["contained"] = [{"resourceType": "NoSuchType", "id": "x"}]
+    responses.get(f"{BASE}/Observation", json=page([obs(0), odd, obs(2)]))
+    result = client().search("Observation", {"patient": "pat-1"})
+    assert [o.id for o in result.resources] == ["o0", "o2"] and result.skipped == 1
+
+
+@responses.activate
+def test_an_absurdly_nested_body_is_an_invalid_response_not_a_crash():
+    responses.get(f"{BASE}/Patient/pat-1", body="[" * 5000, content_type="application/fhir+json")
+    with pytest.raises(fhir.InvalidResponse):
+        client().read("Patient", "pat-1")
+
+
+@responses.activate
 def test_it_pages_until_the_entry_cap_and_reports_the_total():
     c = client(page_size=3, max_pages=10, max_entries=5)
     responses.get(

@@ -163,7 +163,9 @@ def test_it_ends_a_launch_whose_ehr_was_disabled_or_moved(client, launch, change
     Ehr.objects.filter(pk=launch.ehr_id).update(**change)
     response = client.get(url(launch))
     assert response.status_code == 401
-    assert len(responses.calls) == 0
+    # A disabled EHR may still be asked to revoke (at its own address); a moved one never is.
+    assert all(c.request.url.startswith(BASE + "/") for c in responses.calls)
+    assert "iss" not in change or len(responses.calls) == 0
     assert not Launch.objects.filter(pk=launch.pk).exists()
 
 
@@ -216,6 +218,16 @@ def test_it_searches_patients_when_the_launch_has_none(client, make_launch, own)
     assert link in html and "Jones, Ann Marie" in html
     assert "name=Jones" in responses.calls[0].request.url
     assert AuditEvent.objects.filter(resource_type="Patient", interaction="search", count=1).exists()
+
+
+@responses.activate
+def test_a_granular_patient_grant_narrows_the_patient_search(client, make_launch, own):
+    item = make_launch(patient_id="", encounter_id="", scope="openid user/Patient.rs?organization=org-7")
+    own(item)
+    responses.get(f"{BASE}/Patient", json={"resourceType": "Bundle", "type": "searchset", "entry": []})
+    assert client.get(url(item, "clinical:patient_search") + "?q=Jones").status_code == 200
+    sent = responses.calls[0].request.url
+    assert "name=Jones" in sent and "organization=org-7" in sent  # never more than was granted
 
 
 @responses.activate

@@ -36,6 +36,7 @@ CLIENT_SECRET = "test-secret"  # the shared `ehr` fixture's secret
 CANARIES = (ACCESS, REFRESH, CODE, CLIENT_SECRET)
 BEARER = re.compile(r"(?i)\b(bearer|basic) (?!token\b)[A-Za-z0-9._~+/=-]{8,}")
 FHIR_READ_TIMEOUT = "1.0"  # seconds, for the e2e app: a `slow_ms` fault of 2500 is a timeout
+REFRESH_BACKOFF = 1  # seconds; short, so a test can outwait it
 
 
 def assert_no_secrets(*texts: str, extra: Iterable[str] = ()) -> None:
@@ -76,7 +77,10 @@ def good_token(keys, nonce: str | None, **overrides):
 @pytest.fixture(scope="session")
 def rstack(tmp_path_factory) -> Stack:
     """One stack for the battery's e2e tests (started on first use, always stopped)."""
-    env = {"SMART_HTTP_READ_TIMEOUT": FHIR_READ_TIMEOUT}
+    env = {
+        "SMART_HTTP_READ_TIMEOUT": FHIR_READ_TIMEOUT,
+        "SMART_REFRESH_BACKOFF_SECONDS": str(REFRESH_BACKOFF),
+    }
     with start_stack(tmp_path_factory.mktemp("reliability"), app_env=env) as running:
         yield running
 

@@ -3,20 +3,23 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
 import requests
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from smartapp import oauth, session
+from smartapp import oauth, session, tokens
 from smartapp.models import Launch
 from tests.clinical.helpers import register_all
 from tests.reliability.conftest import (
     ACCESS,
     REFRESH,
+    REFRESH_BACKOFF,
     TOKEN,
     assert_no_secrets,
     expire_launches,
@@ -94,6 +97,9 @@ def test_it_keeps_an_expired_launch_through_an_ehr_outage(client, mocked, expire
     assert Launch.objects.filter(pk=expired.pk).exists()  # nothing lost: the next try may work
     assert expired.handle in client.session[session.LAUNCHES_KEY]
     assert_no_secrets(html, caplog.text)
+    assert client.get(_url(expired)).status_code == 503  # within the backoff: the EHR is not asked
+    assert len(_refresh_forms(mocked)) <= 2  # one call (and its retry), not one per page load
+    cache.delete(tokens._failure_key(expired))  # the backoff has passed
     mocked.replace("POST", TOKEN, json=token_body(access_token="at-2", refresh_token="rt-2", patient="pat-1"))
     register_all(mocked)
     assert client.get(_url(expired)).status_code == 200  # the EHR is back: same launch, new token
@@ -172,6 +178,7 @@ def test_it_keeps_a_launch_while_the_token_endpoint_fails_with_500(rbrowser, rst
     assert page.status_code == 503
     assert "The EHR is not answering" in page.text
     rstack.sandbox.reset_faults(rstack.client_id)
+    time.sleep(REFRESH_BACKOFF + 0.2)  # the app does not ask a failing EHR again within the backoff
     again = rbrowser.get(url)
     assert again.status_code == 200 and "/c/" in again.url  # the same launch, refreshed
     leaks.check(page.text + again.text)

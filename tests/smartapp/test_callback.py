@@ -72,21 +72,26 @@ def test_it_completes_an_ehr_launch(client, smart_ehr, mocked, ehr_keys, caplog)
     _secrets_absent(response.content.decode() + caplog.text, launch.access_token, launch.refresh_token)
 
 
-def test_it_stores_no_value_postgres_would_refuse(client, smart_ehr, mocked, ehr_keys, caplog):
-    # NUL and other junk in optional fields: dropped with a warning, and the launch still works
-    # (on PostgreSQL any of them stored as-is was a 500).
+@pytest.mark.parametrize("junk", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_it_stores_no_value_postgres_would_refuse(client, smart_ehr, mocked, ehr_keys, caplog, junk):
+    # NUL (PostgreSQL refuses it) and lone surrogates (no database can encode them) in optional
+    # fields: dropped with a warning, and the launch still works. Stored as-is, each was a 500.
     params = _start(client, smart_ehr)
     id_token = ehr_keys.id_token(
-        nonce=params["nonce"], fhirUser="Practitioner/pr\x00", given_name="A\x00", family_name="B"
+        nonce=params["nonce"],
+        sub=f"user{junk}",
+        fhirUser=f"https://ehr{junk}.example.org/fhir/Practitioner/pr-1",
+        given_name=f"A{junk}",
+        family_name="B",
     )
     mocked.post(
         TOKEN,
         json=token_body(
             id_token=id_token,
-            tenant="t\x00",
+            tenant=f"t{junk}",
             intent=["x"],
             smart_style_url="https://[broken",
-            fhirContext=[{"reference": "Encounter/\x00"}],
+            fhirContext=[{"reference": f"Encounter/{junk}"}],
             encounter="enc 1",
         ),
     )

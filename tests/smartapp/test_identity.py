@@ -101,6 +101,12 @@ def test_it_rejects_alg_none(jwks_mock, ehr, config, ehr_keys):
     assert len(jwks_mock.calls) == 0
 
 
+def test_it_rejects_an_absurdly_nested_id_token_header_without_crashing(jwks_mock, ehr, config):
+    header = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    with pytest.raises(IdentityError, match="malformed"):
+        _verify(ehr, config, f"{header}.e30.c2ln")
+
+
 @pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256])
 def test_it_rejects_a_non_string_alg_without_crashing(jwks_mock, ehr, config, ehr_keys, alg):
     header = base64.urlsafe_b64encode(json.dumps({"alg": alg, "kid": "ehr-rsa"}).encode()).rstrip(b"=")

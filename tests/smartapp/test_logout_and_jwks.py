@@ -132,6 +132,16 @@ def test_it_ignores_var_in_git():
     assert "/var/" in (root / ".gitignore").read_text().split()
 
 
+def test_sign_out_never_sends_a_moved_launchs_tokens_to_the_new_issuer(client, smart_ehr, mocked):
+    mocked.post(REVOKE, status=200)
+    _signed_in(client, smart_ehr, "here", "moved")
+    Launch.objects.filter(handle="moved").update(iss="https://old.example.org/fhir")
+    client.post("/logout")
+    revoked = {parse_qs(call.request.body)["token"][0] for call in mocked.calls if call.request.url == REVOKE}
+    assert revoked == {"AT-here", "RT-here"}  # the moved launch's tokens went nowhere
+    assert not Launch.objects.exists()
+
+
 def test_the_start_page_lists_only_launches_that_still_work(client, smart_ehr):
     _signed_in(client, smart_ehr, "kept", "moved")
     Launch.objects.filter(handle="moved").update(iss="https://old.example.org/fhir")

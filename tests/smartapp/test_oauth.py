@@ -344,6 +344,8 @@ def test_it_explains_missing_signing_keys(mocked, ehr, settings):
         ({"status": 400, "body": "<html>bad</html>"}, oauth.TokenError, "HTTP 400"),
         ({"status": 200, "body": "<html>login</html>"}, oauth.TokenResponseError, "other than JSON"),
         ({"status": 200, "body": "{not json"}, oauth.TokenResponseError, "other than JSON"),
+        ({"status": 200, "body": "[" * 5000}, oauth.TokenResponseError, "other than JSON"),  # RecursionError
+        ({"status": 400, "body": "[" * 5000}, oauth.TokenError, "HTTP 400"),
         ({"status": 200, "json": ["a"]}, oauth.TokenResponseError, "unexpected"),
         ({"status": 200, "json": token_body(access_token=None)}, oauth.TokenResponseError, "no access_token"),
         ({"status": 200, "json": token_body(token_type="mac")}, oauth.TokenResponseError, "Bearer"),
@@ -552,6 +554,12 @@ def test_it_does_not_retry_a_real_refusal(mocked, ehr):
     with pytest.raises(oauth.TokenError, match="invalid_grant"):
         _exchange(ehr)
     assert len([c for c in mocked.calls if c.request.url == TOKEN]) == 1
+
+
+def test_an_insecure_introspection_endpoint_is_ignored_not_fatal(ehr):
+    config = _config(ehr, introspection_endpoint="http://ehr.example.org/introspect")
+    assert config.errors == [] and config.introspection_endpoint == ""
+    assert any("introspection_endpoint is not https" in w for w in config.warnings)
 
 
 def test_it_refuses_an_implausibly_large_token_response(mocked, ehr, monkeypatch, caplog):

@@ -140,7 +140,7 @@ def test_the_lock_outlives_the_slowest_refresh_and_waiters_wait_that_long(settin
 @pytest.mark.django_db(transaction=True)
 def test_it_refreshes_once_for_concurrent_requests(smart_ehr, mocked):
     # Two threads, the real database cache as the lock (the same cache.add() as across processes).
-    launch = _launch(smart_ehr)
+    launch = _launch(smart_ehr, expires_in=-1)  # expired: the loser has no token to use meanwhile
     calls = []
 
     def slow_token_endpoint(request):
@@ -200,7 +200,7 @@ def test_it_clears_a_launch_whose_refresh_fails(client, smart_ehr, mocked):
 
 def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monkeypatch):
     monkeypatch.setattr(tokens, "wait_seconds", lambda: 0.2)
-    stale = _launch(smart_ehr)
+    stale = _launch(smart_ehr, expires_in=-1)
     cache.add(tokens._lock_key(stale), "another-process", 30)  # the other process holds the lock
     winner = Launch.objects.get(pk=stale.pk)
     winner.access_token, winner.refresh_token = "AT-winner", "RT-winner"
@@ -210,9 +210,35 @@ def test_it_waits_for_another_process_and_uses_its_token(smart_ehr, mocked, monk
     assert not any(call.request.url == TOKEN for call in mocked.calls)
 
 
+def test_a_request_with_a_still_valid_token_does_not_wait_for_a_concurrent_refresh(smart_ehr, mocked):
+    launch = _launch(smart_ehr, expires_in=30)  # inside the refresh skew, not expired
+    cache.add(tokens._lock_key(launch), "another-process", 30)
+    started = time.monotonic()
+    assert tokens.refresh_access_token(launch).access_token == "AT-0"
+    assert time.monotonic() - started < 0.5
+    assert not any(call.request.url == TOKEN for call in mocked.calls)
+
+
+def test_after_a_failed_refresh_it_does_not_ask_the_ehr_again_for_a_while(
+    smart_ehr, mocked, settings, monkeypatch
+):
+    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    settings.SMART_REFRESH_BACKOFF_SECONDS = 60
+    mocked.add("POST", TOKEN, status=503, body="<html>down</html>")
+    launch = _launch(smart_ehr, expires_in=-1)
+    for _ in range(3):
+        with pytest.raises(tokens.RefreshError) as raised:
+            tokens.refresh_access_token(launch)
+        assert not raised.value.final
+    assert len([call for call in mocked.calls if call.request.url == TOKEN]) == 2  # one call + its retry
+    cache.delete(tokens._failure_key(launch))  # the backoff has passed
+    mocked.replace("POST", TOKEN, json=token_body(access_token="AT-1"))
+    assert tokens.refresh_access_token(launch).access_token == "AT-1"
+
+
 def test_it_gives_up_when_the_lock_is_never_released(smart_ehr, mocked, monkeypatch):
     monkeypatch.setattr(tokens, "wait_seconds", lambda: 0.1)
-    launch = _launch(smart_ehr)
+    launch = _launch(smart_ehr, expires_in=-1)
     cache.add(tokens._lock_key(launch), "stuck-process", 30)
     with pytest.raises(tokens.RefreshError, match="timed out"):
         tokens.refresh_access_token(launch)
