@@ -83,6 +83,8 @@ def test_it_skips_a_forced_refresh_when_another_process_just_refreshed(smart_ehr
     [
         ({"status": 400, "json": {"error": "invalid_grant"}}, True),
         ({"status": 401, "json": {"error": "invalid_client"}}, True),
+        ({"status": 400, "json": {"error": "invalid_request"}}, True),  # any refusal, not only the RFC's list
+        ({"status": 400, "json": {"error": "vendor_specific_no"}}, True),
         ({"status": 200, "json": token_body(patient="someone-else")}, True),
         ({"body": requests.ConnectionError()}, False),
         ({"status": 502, "body": "<html>bad gateway</html>"}, False),
