@@ -3,8 +3,10 @@
 `refresh_access_token(launch)` refreshes when the token is within the refresh skew of expiry;
 `force_refresh(launch)` refreshes regardless (the FHIR client calls it after a 401). Both take a
 cross-process lock in the shared cache (`cache.add` is atomic in the database and Redis caches)
-so concurrent requests refresh once: the loser waits for the winner and then uses the token the
-winner stored. Rotated refresh tokens replace the old one, which is never used twice.
+so concurrent requests refresh once: a loser whose token still works goes on with it, one whose
+token has expired waits for the winner and uses the token the winner stored. Rotated refresh
+tokens replace the old one, which is never used twice. After a failure that may pass (no answer,
+a 5xx), the EHR is not asked again for SMART_REFRESH_BACKOFF_SECONDS.
 
 Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#refresh-access-token
 """
