@@ -48,16 +48,21 @@ def _pages(request):
     return 200, {"Content-Type": "application/fhir+json"}, json.dumps(bundle)
 
 
-@pytest.mark.django_db
-@responses.activate
-def test_it_caps_a_10k_observation_patient_and_says_what_it_capped(client, make_launch, own):
+def _dashboard_of_10k_patient(make_launch, own, observation_pages) -> str:
+    """An owned launch whose EHR serves `observation_pages` for Observation; its dashboard URL."""
     launch = make_launch()
     own(launch)
     register_all(responses)
     responses.remove(responses.GET, f"{BASE}/Observation")
     responses.remove(responses.GET, f"{BASE}/Observation")
-    responses.add_callback(responses.GET, f"{BASE}/Observation", callback=_pages)
-    response = client.get(f"/c/{launch.handle}/")
+    responses.add_callback(responses.GET, f"{BASE}/Observation", callback=observation_pages)
+    return f"/c/{launch.handle}/"
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_it_caps_a_10k_observation_patient_and_says_what_it_capped(client, make_launch, own):
+    response = client.get(_dashboard_of_10k_patient(make_launch, own, _pages))
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count("Showing the latest 1000 of 10000.") == 2
@@ -72,12 +77,6 @@ def test_it_does_not_call_a_capped_page_the_latest_when_the_ehr_ignored_the_sort
         random.Random(7).shuffle(bundle["entry"])  # a server that ignores _sort=-date
         return status, headers, json.dumps(bundle)
 
-    launch = make_launch()
-    own(launch)
-    register_all(responses)
-    responses.remove(responses.GET, f"{BASE}/Observation")
-    responses.remove(responses.GET, f"{BASE}/Observation")
-    responses.add_callback(responses.GET, f"{BASE}/Observation", callback=unsorted_pages)
-    html = client.get(f"/c/{launch.handle}/").content.decode()
+    html = client.get(_dashboard_of_10k_patient(make_launch, own, unsorted_pages)).content.decode()
     assert "Showing the latest" not in html
     assert html.count("did not return them newest first, so some recent results may be missing") == 2
