@@ -209,7 +209,7 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         scope=tokens.scope,
         patient_id=tokens.patient,
         encounter_id=tokens.encounter,
-        fhir_user=fhir_user[:512],
+        fhir_user=fhir_user,  # absolute_fhir_user keeps it within the column
         fhir_context=tokens.fhir_context,
         need_patient_banner=tokens.need_patient_banner,
         smart_style_url=tokens.smart_style_url,

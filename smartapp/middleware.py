@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from smartapp import session
+from smartapp.flow import revoke_and_delete
 from smartapp.models import Launch
 from smartapp.tokens import RefreshError, refresh_access_token
 
@@ -38,6 +39,11 @@ class LaunchContextMiddleware:
         if handle is None:
             return None
         launch = session.launch_for(request, handle)
+        if launch is not None and not launch.usable:
+            # Disabled, or its iss moved: the token must not reach whatever the EHR row now names.
+            session.disown(request, handle)
+            revoke_and_delete([launch])
+            launch = None
         if launch is None:
             return render(request, "smartapp/session_ended.html", {"reason": "unknown"}, status=401)
         if launch.refresh_token and launch.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):

@@ -59,24 +59,22 @@ def owned_handles(request: HttpRequest) -> list[str]:
 
 
 def launch_for(request: HttpRequest, handle: str) -> Launch | None:
-    """The launch behind `handle`, only if this session owns it and its EHR still stands behind it."""
+    """The launch behind `handle`, only if this session owns it."""
     if handle not in request.session.get(LAUNCHES_KEY, []):
         return None
     launch = Launch.objects.select_related("ehr").filter(handle=handle).first()
     if launch is not None and not launch.iss:  # inserted by an older release during a deploy
         Launch.objects.filter(pk=launch.pk, iss="").update(iss=launch.ehr.iss)
         launch.iss = launch.ehr.iss
-    if launch is not None and not launch.usable:
-        # Disabled, or its iss moved: the token must not reach whatever the EHR row now names.
-        from smartapp.flow import revoke_and_delete  # flow imports this module
-
-        request.session[LAUNCHES_KEY] = [h for h in request.session.get(LAUNCHES_KEY, []) if h != handle]
-        revoke_and_delete([launch])
-        return None
     return launch
+
+
+def disown(request: HttpRequest, handle: str) -> None:
+    """Drop a handle from this session (the caller ends the launch itself)."""
+    request.session[LAUNCHES_KEY] = [h for h in request.session.get(LAUNCHES_KEY, []) if h != handle]
 
 
 def forget_launch(request: HttpRequest, handle: str) -> None:
     """Drop one launch (e.g. after a failed refresh) from the session and the database."""
-    request.session[LAUNCHES_KEY] = [h for h in request.session.get(LAUNCHES_KEY, []) if h != handle]
+    disown(request, handle)
     Launch.objects.filter(handle=handle).delete()
