@@ -225,6 +225,8 @@ FHIR_PAGE_SIZE = env.int("FHIR_PAGE_SIZE", default=200)
 FHIR_PAGE_LIMIT = env.int("FHIR_PAGE_LIMIT", default=10)
 FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
 FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
+# Readings fetched per vital-sign measure (one page each): the latest, the previous, the chart.
+FHIR_MEASURE_COUNT = env.int("FHIR_MEASURE_COUNT", default=100)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
 FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
 for _name in (
@@ -232,6 +234,7 @@ for _name in (
     "FHIR_PAGE_LIMIT",
     "FHIR_MAX_ENTRIES",
     "FHIR_MAX_WORKERS",
+    "FHIR_MEASURE_COUNT",
     "FHIR_QUERY_THREADS",
 ):
     if globals()[_name] < 1:
