@@ -9,7 +9,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from clinical import display
-from clinical.dashboard import When
 from clinical.display import (
     MEASURES,
     VITALS,
@@ -38,6 +37,7 @@ from clinical.display import (
     vital_flag,
 )
 from clinical.formatting import format_date_only, format_when, zone_label
+from clinical.readings import When
 
 D = Decimal
 ADULT = 45.0
