@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -79,11 +80,8 @@ def normalize_instant(value: str) -> str:
     return synthetic.iso(start)
 
 
-LAST_UPDATED = synthetic.iso(synthetic.ANCHOR)
-
-
-def resource_row(res: dict) -> Resource:
-    res.setdefault("meta", {"versionId": "1", "lastUpdated": LAST_UPDATED})
+def resource_row(res: dict, last_updated: str) -> Resource:
+    res.setdefault("meta", {"versionId": "1", "lastUpdated": last_updated})
     return Resource(
         **index_columns(res),
         last_updated=res["meta"]["lastUpdated"],
@@ -96,13 +94,19 @@ def is_seeded() -> bool:
 
 
 @transaction.atomic
-def seed(seed_value: int) -> int:
-    """Insert everything; returns the number of resources. Call only on an empty database."""
-    resources = synthetic.generate(seed_value)
-    Resource.objects.bulk_create([resource_row(r) for r in resources], batch_size=2000)
+def seed(seed_value: int, anchor: date | None = None) -> int:
+    """Insert everything; returns the number of resources. Call only on an empty database.
+
+    `anchor` is the data's "today" (default: today, UTC), so the demo's data are recent."""
+    now = synthetic.anchor_at(anchor)
+    resources = synthetic.generate(seed_value, now)
+    last_updated = synthetic.iso(now)
+    Resource.objects.bulk_create([resource_row(r, last_updated) for r in resources], batch_size=2000)
     _demo_users()
     signing_key()
-    logger.info("sandbox seeded with %d resources (seed %d)", len(resources), seed_value)
+    logger.info(
+        "sandbox seeded with %d resources (seed %d, anchor %s)", len(resources), seed_value, now.date()
+    )
     return len(resources)
 
 
