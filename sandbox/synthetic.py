@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
+from sandbox import corpus
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -536,6 +538,7 @@ def generate(seed: int, anchor: date | datetime | None = None) -> list[dict]:
             continue
         prof = _profile(pat, b.rng)
         _clinical_history(b, pid, conds, kind, prof)
+    corpus.generate(b.resources, seed, b.anchor)
     return b.resources
 
 
