@@ -14,6 +14,7 @@ urlpatterns = [
     path("", lambda request: HttpResponseRedirect("/ehr/"), name="root"),
     path("fhir/.well-known/smart-configuration", views_oauth.smart_configuration, name="smart_configuration"),
     path("fhir/metadata", views_fhir.metadata, name="metadata"),
+    re_path(r"^fhir/Observation/\$lastn$", views_fhir.lastn, name="lastn"),
     re_path(rf"^fhir/{_TYPE}/_search$", views_fhir.search, name="search_post"),
     re_path(rf"^fhir/{_TYPE}/{_ID}$", views_fhir.read, name="read"),
     re_path(rf"^fhir/{_TYPE}$", views_fhir.search, name="search"),

@@ -89,8 +89,11 @@ def start_sandbox(
     host: str = "127.0.0.1",
     port: int | None = None,
     timeout: float = 60.0,
+    anchor: str | None = None,
 ) -> SandboxServer:
-    """Start `manage.py runsandbox` on a free port with its own DB, register clients, wait until ready."""
+    """Start `manage.py runsandbox` on a free port with its own DB, register clients, wait until ready.
+
+    `anchor` (YYYY-MM-DD) fixes the data's today; by default it is today, as in the demo."""
     db_path = Path(db_path).resolve()
     db_path.parent.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
@@ -116,6 +119,7 @@ def start_sandbox(
         str(db_path),
         "--clients",
         str(clients_file),
+        *(["--anchor", anchor] if anchor else []),
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
