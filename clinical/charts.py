@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from decimal import Decimal
 
 from django.utils import timezone
 from django.utils.html import escape
@@ -31,7 +32,8 @@ def _num(value: float) -> str:
 
 
 def _label(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
+    """Axis and point labels follow the display's rule for unknown measures (3 significant digits)."""
+    return display.show_number(Decimal(repr(value)), None).text
 
 
 def window(points: Sequence[Point], now_ts: float) -> tuple[Point, ...]:

@@ -162,7 +162,15 @@ def test_it_shows_each_measure_at_its_precision(value, key, kwargs, shown):
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [("1234.5678", "1235"), ("12.3456", "12.3"), ("0.012345", "0.0123"), ("5", "5"), ("0", "0")],
+    [
+        ("1234.5678", "1235"),
+        ("12.3456", "12.3"),
+        ("0.012345", "0.012"),
+        ("0.0421", "0.042"),
+        ("0.0015", "0.0015"),
+        ("5", "5"),
+        ("0", "0"),
+    ],
 )
 def test_it_shows_unknown_measures_at_three_significant_digits(value, shown):
     assert text(value, None) == shown
