@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 def _error(request: HttpRequest, error: FlowError) -> HttpResponse:
+    # The page shows this request's id as its reference; this line carries the same id.
+    ehr_id = error.ehr.pk if error.ehr else None
+    logger.warning("error page %s %r (ehr=%s, kind=%s)", error.status, error.title, ehr_id, error.kind or "-")
     return render(
         request,
         "smartapp/error.html",
@@ -56,10 +59,15 @@ def launch(request: HttpRequest) -> HttpResponse:
     """EHR launch: only a registered, enabled issuer gets any outbound request (SSRF)."""
     iss, launch_param = request.GET.get("iss", ""), request.GET.get("launch", "")
     if not iss or len(iss) > MAX_ISS_PARAM or has_control_characters(iss):
-        return _error(request, FlowError("Invalid launch", "The EHR did not send a valid `iss` parameter."))
+        return _error(
+            request,
+            FlowError(
+                "Invalid launch", "The EHR did not say which FHIR server it is (no valid iss parameter)."
+            ),
+        )
     if not launch_param or len(launch_param) > MAX_LAUNCH_PARAM or has_control_characters(launch_param):
         return _error(
-            request, FlowError("Invalid launch", "The EHR did not send a valid `launch` parameter.")
+            request, FlowError("Invalid launch", "The EHR did not send a valid launch parameter.")
         )
     ehr = _ehr_for_issuer(iss)
     if ehr is None:
