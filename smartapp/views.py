@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from smartapp import keys, session
+from smartapp import keys, security, session
 from smartapp.flow import (
     MAX_ISS_PARAM,
     MAX_LAUNCH_PARAM,
@@ -80,6 +80,7 @@ def launch(request: HttpRequest) -> HttpResponse:
                 "Ask your administrator to register it.",
             ),
         )
+    security.note_refused_framing(request, ehr, by_parent=True)
     try:
         return redirect(begin(request, ehr, Launch.Kind.EHR, launch=launch_param, iss=iss))
     except FlowError as error:
