@@ -136,3 +136,13 @@ def test_it_names_a_problem_that_has_only_text(sandbox):
     assert "Feels dizzy when standing up quickly" in chart.text  # code.text only, no coding
     assert "Hypertensive disorder, systemic arterial" in chart.text  # coding display, no text
     assert "entered in error" in chart.text
+
+
+def test_it_serves_a_favicon_and_a_readable_sign_out_button(sandbox):
+    icon = requests.get(sandbox.base_url + "/favicon.ico", timeout=10)
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg")
+    page = requests.get(sandbox.base_url + "/auth/login", timeout=10).text
+    # White text needs the header's dark blue behind it, not the browser's light grey button face.
+    assert "header.ehr button { color: #fff; background: transparent;" in page
