@@ -48,7 +48,7 @@ def log_lines():
 def _check_page(response, log_lines, status: int, next_step: str) -> str:
     html = response.content.decode()
     assert response.status_code == status, html[:500]
-    assert 'class="app-header"' in html and "SMART Dashboard</a>" in html  # the app's header
+    assert 'class="site-header"' in html and "SMART Dashboard</a>" in html  # the app's header
     assert "`" not in html  # no markdown artefacts
     assert next_step in html
     match = REFERENCE.search(html)
@@ -122,5 +122,5 @@ def test_it_signs_out_with_the_header_and_a_way_back(client):
     response = client.post("/logout")
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'class="app-header"' in html
+    assert 'class="site-header"' in html
     assert "Back to the start page" in html
