@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from sandbox import oauth, synthetic
 from sandbox.faults import stats
 from sandbox.oauth import OAuthError
-from sandbox.scopes import NON_CLINICAL, parse_clinical
+from sandbox.scopes import NON_CLINICAL, describe, describe_all, parse_clinical
 from sandbox.store import Client, Resource, UserProfile
 
 CAPABILITIES = [
@@ -325,8 +325,8 @@ def authorize_continue(request: HttpRequest, txn_id: str) -> HttpResponse:
         "sandbox/consent.html",
         {
             "client": client,
-            "scopes": granted_candidates,
-            "refused": [s for s in txn["scope"] if s not in granted_candidates],
+            "groups": describe_all(granted_candidates),
+            "refused": [(s, describe(s)[1]) for s in txn["scope"] if s not in granted_candidates],
             "patient": txn["patient"],
             "user": txn["user"],
         },

@@ -102,6 +102,13 @@ class Ehr(models.Model):
         validators=[validate_frame_ancestors],
         help_text="Origins allowed to embed the app in an iframe, space-separated (e.g. https://ehr.example.org).",
     )
+    framing_refused_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When this EHR last tried to show the app in an iframe that the browser had to refuse "
+        "(no matching frame ancestor). Cleared when the frame ancestors are changed.",
+    )
     authorize_url_override = models.URLField(
         max_length=500,
         blank=True,

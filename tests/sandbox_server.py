@@ -22,8 +22,11 @@ from tests.net import REPO, free_port, wait_until_ready
 class SandboxServer:
     """A running sandbox EHR; `.base_url`, `.fhir_base`, helpers for the test-only endpoints."""
 
-    def __init__(self, process: subprocess.Popen, base_url: str, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen, base_url: str, log_path: Path, db_path: Path | None = None
+    ) -> None:
         self.process = process
+        self.db_path = db_path  # its SQLite file, for tests that walk whatever data it holds
         self.base_url = base_url
         self.fhir_base = base_url + "/fhir"
         self.token_url = base_url + "/auth/token"
@@ -123,7 +126,7 @@ def start_sandbox(
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = SandboxServer(process, f"http://{netloc}", log_path)
+    server = SandboxServer(process, f"http://{netloc}", log_path, db_path)
     try:
         wait_until_ready(server.base_url + "/_sandbox/health", process, timeout, log=server.log)
     except BaseException:
