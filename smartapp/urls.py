@@ -12,3 +12,6 @@ urlpatterns = [
     path("", include("smartapp.launch_urls")),
     path("", include("clinical.urls")),
 ]
+
+# A database outage is a 503 with a retry link; any other uncaught error stays a 500.
+handler500 = "smartapp.outage.server_error"
