@@ -1,42 +1,28 @@
 """The dashboard's data fetched three ways in the benchmark process, with one real launch's token.
 
-(a) our clinical.fhir client, all five queries in one parallel wave (as the dashboard runs them);
+(a) our clinical.fhir client, all the dashboard's queries in one parallel wave (as it runs them);
 (b) the same client forced sequential (one worker);
 (c) the SMART project's `fhirclient` library (the peer baseline), sequential as its API is.
-Each does the same work: the Patient and Encounter reads, the vital-signs and laboratory
-Observation searches (sorted newest first, paged up to the same entry cap as ours) and the
-Condition search, parsed into that client's resource models.
+Each does the same work, the queries `clinical.dashboard.plan_queries` lists: the Patient and
+Encounter reads, one vital-signs search per measure (one page each), the laboratory search (paged
+up to the same entry cap as ours) and the Condition search, parsed into that client's models.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
-class Query:
-    name: str
-    resource_type: str
-    resource_id: str = ""
-    params: tuple[tuple[str, str], ...] = ()
-
-
-def dashboard_queries(patient: str, encounter: str) -> list[Query]:
+def dashboard_queries(patient: str, encounter: str) -> list[Any]:
     """The queries clinical.dashboard.build_dashboard makes for a patient (and encounter)."""
-    queries = [Query("banner", "Patient", patient)]
-    if encounter:
-        queries.append(Query("encounter", "Encounter", encounter))
-    for name, category in (("vitals", "vital-signs"), ("labs", "laboratory")):
-        params = (("patient", patient), ("category", category), ("_sort", "-date"))
-        queries.append(Query(name, "Observation", params=params))
-    queries.append(Query("problems", "Condition", params=(("patient", patient),)))
-    return queries
+    from clinical.dashboard import plan_queries
+
+    return plan_queries(patient, encounter)
 
 
-def ours(fhir_base: str, token: str, queries: list[Query], max_workers: int) -> Callable[[], int]:
+def ours(fhir_base: str, token: str, queries: list[Any], max_workers: int) -> Callable[[], int]:
     """A run of our client over `queries` (max_workers=1: sequential); returns resources fetched."""
     from clinical.fhir import FhirClient, FhirError
     from clinical.parallel import run_parallel
@@ -48,7 +34,10 @@ def ours(fhir_base: str, token: str, queries: list[Query], max_workers: int) -> 
             if q.resource_id:
                 tasks[q.name] = lambda q=q: [client.read(q.resource_type, q.resource_id)]
             else:
-                tasks[q.name] = lambda q=q: client.search(q.resource_type, dict(q.params)).resources
+                tasks[q.name] = lambda q=q: client.search(
+                    q.resource_type, dict(q.params), max_pages=1 if q.max_entries else None,
+                    max_entries=q.max_entries,
+                ).resources
         results = run_parallel(tasks, max_workers)
         failed = [name for name, value in results.items() if isinstance(value, (FhirError, Exception))]
         if failed:
@@ -58,7 +47,7 @@ def ours(fhir_base: str, token: str, queries: list[Query], max_workers: int) -> 
     return run
 
 
-def fhirclient_run(fhir_base: str, token: str, queries: list[Query]) -> Callable[[], int]:
+def fhirclient_run(fhir_base: str, token: str, queries: list[Any]) -> Callable[[], int]:
     """A run of the `fhirclient` library (4.x) over `queries`, paging to the same cap as ours."""
     from django.conf import settings
     from fhirclient.auth import FHIROAuth2Auth
@@ -83,6 +72,10 @@ def fhirclient_run(fhir_base: str, token: str, queries: list[Query]) -> Callable
             if q.resource_id:
                 model.read(q.resource_id, server)
                 fetched += 1
+                continue
+            if q.max_entries:  # one page of that size, as ours
+                search = model.where(struct={**dict(q.params), "_count": str(q.max_entries)})
+                fetched += len(search.perform_resources(server))
                 continue
             search = model.where(struct={**dict(q.params), "_count": page_size})
             for n, _resource in enumerate(search.perform_resources_iter(server), start=1):

@@ -27,7 +27,6 @@ PANELS = ("banner", "encounter", "vitals", "labs", "problems")
 LOINC = "http://loinc.org"
 DASH = "\u2013"  # en dash, for ranges and missing BP parts
 CHART_MAX_POINTS = 200
-_SLOWEST_FIRST = ("vitals", "labs", "problems", "encounter", "banner")
 
 # --- Small value types -----------------------------------------------------------------------
 
@@ -162,6 +161,9 @@ class EncounterPanel:
 class MeasuresPanel:
     state: PanelState
     measures: tuple[Measure, ...] = ()
+    missing: tuple[str, ...] = ()  # measures asked for that have no value
+    capped: tuple[str, ...] = ()  # measures with more readings than were fetched
+    per_measure: int = 0  # readings fetched per measure (the cap `capped` refers to)
 
 
 @dataclass(frozen=True)
@@ -494,6 +496,13 @@ VITAL_KINDS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("bmi", "BMI", frozenset({"39156-5"})),
     ("sys", "Systolic blood pressure", frozenset({SYSTOLIC})),
     ("dia", "Diastolic blood pressure", frozenset({DIASTOLIC})),
+    ("head", "Head circumference", frozenset({"9843-4"})),
+)
+# One search per measure; blood pressure as a panel and as separate readings in one search.
+VITAL_QUERIES: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (key, codes | (frozenset({SYSTOLIC, DIASTOLIC}) if key == "bp" else frozenset()))
+    for key, _label, codes in VITAL_KINDS
+    if key not in ("sys", "dia")
 )
 
 
@@ -813,6 +822,119 @@ def _category_params(patient_id: str, category: str) -> dict[str, str]:
     return {"patient": patient_id, "category": category, "_sort": "-date"}
 
 
+def code_param(codes: Collection[str]) -> str:
+    """A token search for any of `codes` (LOINC), comma meaning OR."""
+    return ",".join(f"{LOINC}|{code}" for code in sorted(codes))
+
+
+@dataclass(frozen=True)
+class Query:
+    """One FHIR interaction of the dashboard's wave: a read (`resource_id`) or a search."""
+
+    name: str  # "banner", "vitals:hr", ...; the part before ":" is the panel it feeds
+    resource_type: str
+    resource_id: str = ""
+    params: tuple[tuple[str, str], ...] = ()
+    max_entries: int | None = None  # None: the client's cap; otherwise one page of this size
+
+    @property
+    def panel(self) -> str:
+        return self.name.split(":", 1)[0]
+
+
+def plan_queries(patient_id: str, encounter_id: str = "", panels: Collection[str] = PANELS) -> list[Query]:
+    """The interactions a dashboard makes, slowest first (they leave one after another).
+
+    Vital signs are asked for per measure (newest first, one small page each), so a rare measure
+    (a weight among thousands of home blood pressures) is never pushed out of a capped page; one
+    more page of the category catches vital signs of codes the app does not know.
+    """
+    queries: list[Query] = []
+    if "vitals" in panels:
+        count = settings.FHIR_MEASURE_COUNT
+        for key, codes in VITAL_QUERIES:
+            params = {**_category_params(patient_id, "vital-signs"), "code": code_param(codes)}
+            query = Query(f"vitals:{key}", "Observation", params=tuple(params.items()), max_entries=count)
+            queries.append(query)
+        params = _category_params(patient_id, "vital-signs")
+        queries.append(Query("vitals:*", "Observation", params=tuple(params.items()), max_entries=count))
+    if "labs" in panels:
+        params = _category_params(patient_id, "laboratory")
+        queries.append(Query("labs", "Observation", params=tuple(params.items())))
+    if "problems" in panels:
+        # Condition has no `date` search parameter, so no _sort: sorted here instead.
+        queries.append(Query("problems", "Condition", params=(("patient", patient_id),)))
+    if "encounter" in panels and encounter_id:
+        queries.append(Query("encounter", "Encounter", encounter_id))
+    if "banner" in panels:
+        queries.append(Query("banner", "Patient", patient_id))
+    return queries
+
+
+_WHAT = {
+    "banner": "the patient's details",
+    "encounter": "the encounter",
+    "vitals": "vital signs",
+    "labs": "lab results",
+    "problems": "the problem list",
+}
+
+
+def build_vitals_panel(results: dict[str, Any], encounter_id: str) -> MeasuresPanel:
+    """One panel from the per-measure searches: each failure is its own, named in the panel.
+
+    The searches overlap (the category page holds some of each measure), so entries are kept
+    once by id; a server that ignores `code` is harmless for the same reason.
+    """
+    ok = {k: v for k, v in results.items() if isinstance(v, fhir.SearchResult)}
+    failed = {k: v for k, v in results.items() if not isinstance(v, fhir.SearchResult)}
+    if not ok:
+        first = next(iter(failed.values()), None)
+        if isinstance(first, PanelState):
+            return MeasuresPanel(first)
+        return MeasuresPanel(error_state(first, _WHAT["vitals"]) if first else PanelState("absent"))
+    seen: set[str] = set()
+    observations: list[Any] = []
+    warnings: list[str] = []
+    skipped = 0
+    for result in ok.values():
+        skipped += result.skipped
+        warnings.extend(w for w in result.warnings if w not in warnings)
+        for obs in result.resources:
+            key = obs.id or f"#{id(obs)}"
+            if key not in seen:
+                seen.add(key)
+                observations.append(obs)
+    names = {k: label for k, label, _codes in VITAL_KINDS}
+    unsorted = [k for k, r in ok.items() if r.truncated and not _sorted_newest_first(r.resources)]
+    if unsorted:
+        warnings.append(f"Vital signs: {UNSORTED_NOTE}.")
+    for key, exc in failed.items():
+        measure = key.split(":", 1)[1]
+        label = names.get(measure, "other vital signs")
+        state = exc if isinstance(exc, PanelState) else error_state(exc, label.lower())
+        warnings.append(f"{label}: {state.message}")
+    measures = build_vitals(tuple(observations), encounter_id)
+    present = {m.key for m in measures}
+    missing = tuple(
+        names[k] for k, _codes in VITAL_QUERIES if k not in present and k not in ("head",)
+        and f"vitals:{k}" in ok and not (k == "bp" and present & {"sys", "dia"})
+    )
+    capped = tuple(
+        names[k]
+        for k, _codes in VITAL_QUERIES
+        if k in present and (r := ok.get(f"vitals:{k}")) is not None and r.truncated
+    )
+    state = PanelState("ok", shown=len(observations), skipped=skipped, warnings=tuple(warnings))
+    return MeasuresPanel(
+        state,
+        measures,
+        missing=missing,
+        capped=capped,
+        per_measure=settings.FHIR_MEASURE_COUNT,
+    )
+
+
 def build_dashboard(
     client: fhir.FhirClient,
     patient_id: str,
@@ -834,75 +956,63 @@ def build_dashboard(
     tasks: dict[str, Callable[[], Any]] = {}
     outcome: dict[str, Any] = {}
 
-    def plan_search(name: str, rtype: str, params: dict[str, str], build: Callable[[Any], Any]) -> None:
+    for query in plan_queries(patient_id, encounter_id, panels):
+        rtype = query.resource_type
+        if query.resource_id:
+            if not scopes.check(granted_scopes, rtype, "read", levels=levels).allowed:
+                outcome[query.name] = _not_authorized(scopes.describe(rtype, levels))
+                continue
+            tasks[query.name] = lambda q=query: client.read(q.resource_type, q.resource_id)
+            continue
+        params = dict(query.params)
         grant = scopes.check(granted_scopes, rtype, "search", levels=levels, params=params)
         if not grant.allowed:
-            outcome[name] = _not_authorized(scopes.describe(rtype, levels))
-            return
-        query = {**params, **dict(grant.restrictions)}
-        tasks[name] = lambda: build(only_patient(client.search(rtype, query), patient_id))
+            outcome[query.name] = _not_authorized(scopes.describe(rtype, levels))
+            continue
+        search = {**params, **dict(grant.restrictions)}
+        if query.max_entries:
+            search["_count"] = str(query.max_entries)
+            tasks[query.name] = lambda q=query, p=search: only_patient(
+                client.search(q.resource_type, p, max_pages=1, max_entries=q.max_entries), patient_id
+            )
+        else:
+            tasks[query.name] = lambda q=query, p=search: only_patient(
+                client.search(q.resource_type, p), patient_id
+            )
 
-    def plan_read(name: str, rtype: str, rid: str, build: Callable[[Any], Any]) -> None:
-        if not scopes.check(granted_scopes, rtype, "read", levels=levels).allowed:
-            outcome[name] = _not_authorized(scopes.describe(rtype, levels))
-            return
-        tasks[name] = lambda: build(client.read(rtype, rid))
+    outcome.update(run_parallel(tasks, max_workers or settings.FHIR_MAX_WORKERS))
 
-    if "banner" in panels:
-        plan_read("banner", "Patient", patient_id, lambda p: build_banner(p, patient_id, today))
-    if "encounter" in panels and encounter_id:
-        plan_read("encounter", "Encounter", encounter_id, lambda e: build_encounter(e, patient_id))
-    if "vitals" in panels:
-        plan_search(
-            "vitals",
-            "Observation",
-            _category_params(patient_id, "vital-signs"),
-            lambda r: MeasuresPanel(_measures_state(r), build_vitals(r.resources, encounter_id)),
-        )
-    if "labs" in panels:
-        plan_search(
-            "labs",
-            "Observation",
-            _category_params(patient_id, "laboratory"),
-            lambda r: MeasuresPanel(_measures_state(r), build_labs(r.resources, encounter_id)),
-        )
-    if "problems" in panels:
-
-        def problems(r: fhir.SearchResult) -> ProblemsPanel:
-            active, inactive, in_error = build_problems(r.resources)
-            return ProblemsPanel(_state_from_result(r, r.count), active, inactive, in_error)
-
-        # Condition has no `date` search parameter, so no _sort: sorted here instead.
-        plan_search("problems", "Condition", {"patient": patient_id}, problems)
-
-    # The wave's requests leave one after another: the searches (large Bundles, the slowest)
-    # go first, the single-resource reads last.
-    tasks = {name: tasks[name] for name in _SLOWEST_FIRST if name in tasks}
-    results = run_parallel(tasks, max_workers or settings.FHIR_MAX_WORKERS)
-    what = {
-        "banner": "the patient's details",
-        "encounter": "the encounter",
-        "vitals": "vital signs",
-        "labs": "lab results",
-        "problems": "the problem list",
-    }
-    for name, value in results.items():
-        outcome[name] = error_state(value, what[name]) if isinstance(value, Exception) else value
-
-    def panel(name: str, cls: type) -> Any:
+    def built(name: str, make: Callable[[Any], Any]) -> Any:
         value = outcome.get(name)
+        if value is None or isinstance(value, PanelState):
+            return value
+        if isinstance(value, Exception):
+            return error_state(value, _WHAT[name])
+        return make(value)
+
+    def problems(r: fhir.SearchResult) -> ProblemsPanel:
+        active, inactive, in_error = build_problems(r.resources)
+        return ProblemsPanel(_state_from_result(r, r.count), active, inactive, in_error)
+
+    def labs(r: fhir.SearchResult) -> MeasuresPanel:
+        return MeasuresPanel(_measures_state(r), build_labs(r.resources, encounter_id))
+
+    def panel(value: Any, cls: type) -> Any:
         if value is None:
             return cls(PanelState("absent"))
         return cls(value) if isinstance(value, PanelState) else value
 
+    vitals_results = {k: v for k, v in outcome.items() if k.startswith("vitals:")}
     return Dashboard(
         patient_id=patient_id,
         encounter_id=encounter_id,
-        banner=panel("banner", Banner),
-        encounter=panel("encounter", EncounterPanel),
-        vitals=panel("vitals", MeasuresPanel),
-        labs=panel("labs", MeasuresPanel),
-        problems=panel("problems", ProblemsPanel),
+        banner=panel(built("banner", lambda p: build_banner(p, patient_id, today)), Banner),
+        encounter=panel(built("encounter", lambda e: build_encounter(e, patient_id)), EncounterPanel),
+        vitals=build_vitals_panel(vitals_results, encounter_id) if vitals_results else MeasuresPanel(
+            PanelState("absent")
+        ),
+        labs=panel(built("labs", labs), MeasuresPanel),
+        problems=panel(built("problems", problems), ProblemsPanel),
         accesses=tuple(client.accesses),
     )
 

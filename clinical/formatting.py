@@ -26,6 +26,31 @@ def format_when(when: When | None, empty: str = "Date not recorded") -> str:
     return f"{local.day} {local.strftime('%b %Y %H:%M')}"
 
 
+def format_date_only(when: When | None, empty: str = "Date not recorded") -> str:
+    """A date at its own precision ("2004", "Mar 2004", "12 Mar 2004"), never a clock time.
+
+    For problems (onset, recorded, abatement): a time of day there is noise. A dateTime is
+    taken as its date in the app's time zone.
+    """
+    if when is None:
+        return empty
+    value = when.value
+    if when.precision in ("year", "month", "day") or not isinstance(value, datetime):
+        return format_when(when, empty)
+    local = value.astimezone(timezone.get_default_timezone())
+    return f"{local.day} {local.strftime('%b %Y')}"
+
+
+def zone_label(now: datetime | None = None) -> str:
+    """The configured TIME_ZONE's abbreviation now ("UTC", "CET", "EST"), shown once per page.
+
+    Zones without a letter abbreviation (tzdata gives "+03") read as "UTC+03".
+    """
+    moment = now or timezone.now()
+    name = moment.astimezone(timezone.get_default_timezone()).tzname() or ""
+    return f"UTC{name}" if name[:1] in ("+", "-") else name
+
+
 def iso(when: When | None) -> str:
     """Machine-readable value for a <time datetime> attribute."""
     if when is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -238,6 +239,8 @@ FHIR_PAGE_SIZE = env.int("FHIR_PAGE_SIZE", default=200)
 FHIR_PAGE_LIMIT = env.int("FHIR_PAGE_LIMIT", default=10)
 FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
 FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
+# Readings fetched per vital-sign measure (one page each): the latest, the previous, the chart.
+FHIR_MEASURE_COUNT = env.int("FHIR_MEASURE_COUNT", default=100)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
 FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
 for _name in (
@@ -245,10 +248,65 @@ for _name in (
     "FHIR_PAGE_LIMIT",
     "FHIR_MAX_ENTRIES",
     "FHIR_MAX_WORKERS",
+    "FHIR_MEASURE_COUNT",
     "FHIR_QUERY_THREADS",
 ):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
+
+# --- Clinical display -------------------------------------------------------------------------
+# The app's own vital-sign cut-offs (adults only, flagged as the app's, never as the lab's) and the
+# age after which a latest value is greyed as stale. Conventions, not diagnoses: see
+# docs/clinical-display.md for each value's source. clinical.display reads them at call time.
+_CLINICAL_RAW = {
+    "CLINICAL_HR_RANGE": env.str("CLINICAL_HR_RANGE", default="50,100"),
+    "CLINICAL_RR_RANGE": env.str("CLINICAL_RR_RANGE", default="12,20"),
+    "CLINICAL_SPO2_LOW": env.str("CLINICAL_SPO2_LOW", default="92"),
+    "CLINICAL_FEVER_C": env.str("CLINICAL_FEVER_C", default="38.0"),
+    "CLINICAL_HYPOTHERMIA_C": env.str("CLINICAL_HYPOTHERMIA_C", default="35.0"),
+    "CLINICAL_BP_HIGH": env.str("CLINICAL_BP_HIGH", default="140,90"),  # systolic,diastolic
+    "CLINICAL_BP_VERY_HIGH": env.str("CLINICAL_BP_VERY_HIGH", default="180,120"),
+    "CLINICAL_SYSTOLIC_LOW": env.str("CLINICAL_SYSTOLIC_LOW", default="90"),
+    "CLINICAL_MAP_LOW": env.str("CLINICAL_MAP_LOW", default="65"),
+}
+
+
+def _clinical_numbers(name: str, count: int) -> tuple[Decimal, ...]:
+    """Exact decimals (flags compare displayed Decimals with them); a bad value stops the start."""
+    raw = _CLINICAL_RAW[name]
+    try:
+        values = tuple(Decimal(part.strip()) for part in raw.split(","))
+    except (InvalidOperation, ValueError):
+        values = ()
+    if len(values) != count or not all(v.is_finite() and v > 0 for v in values):
+        shape = "a positive number" if count == 1 else f"{count} comma-separated positive numbers"
+        raise ImproperlyConfigured(f"{name} must be {shape}, got {raw!r}")
+    return values
+
+
+CLINICAL_STALE_VITALS_DAYS = env.int("CLINICAL_STALE_VITALS_DAYS", default=365)
+CLINICAL_STALE_LABS_DAYS = env.int("CLINICAL_STALE_LABS_DAYS", default=365)
+CLINICAL_HR_RANGE = _clinical_numbers("CLINICAL_HR_RANGE", 2)
+CLINICAL_RR_RANGE = _clinical_numbers("CLINICAL_RR_RANGE", 2)
+(CLINICAL_SPO2_LOW,) = _clinical_numbers("CLINICAL_SPO2_LOW", 1)
+(CLINICAL_FEVER_C,) = _clinical_numbers("CLINICAL_FEVER_C", 1)
+(CLINICAL_HYPOTHERMIA_C,) = _clinical_numbers("CLINICAL_HYPOTHERMIA_C", 1)
+CLINICAL_BP_HIGH = _clinical_numbers("CLINICAL_BP_HIGH", 2)
+CLINICAL_BP_VERY_HIGH = _clinical_numbers("CLINICAL_BP_VERY_HIGH", 2)
+(CLINICAL_SYSTOLIC_LOW,) = _clinical_numbers("CLINICAL_SYSTOLIC_LOW", 1)
+(CLINICAL_MAP_LOW,) = _clinical_numbers("CLINICAL_MAP_LOW", 1)
+for _name in ("CLINICAL_STALE_VITALS_DAYS", "CLINICAL_STALE_LABS_DAYS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
+for _name in ("CLINICAL_HR_RANGE", "CLINICAL_RR_RANGE"):
+    if globals()[_name][0] >= globals()[_name][1]:
+        raise ImproperlyConfigured(f"{_name} must be low,high with low < high")
+if CLINICAL_HYPOTHERMIA_C >= CLINICAL_FEVER_C:
+    raise ImproperlyConfigured("CLINICAL_HYPOTHERMIA_C must be below CLINICAL_FEVER_C")
+if not all(h < v for h, v in zip(CLINICAL_BP_HIGH, CLINICAL_BP_VERY_HIGH, strict=True)):
+    raise ImproperlyConfigured("CLINICAL_BP_VERY_HIGH must be above CLINICAL_BP_HIGH (systolic,diastolic)")
+if CLINICAL_SPO2_LOW > 100:
+    raise ImproperlyConfigured(f"CLINICAL_SPO2_LOW must be at most 100, got {CLINICAL_SPO2_LOW}")
 
 # --- i18n / static --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -6,7 +6,7 @@ import pytest
 import requests
 import responses
 
-from clinical import fhir
+from clinical import dashboard, fhir
 from clinical.dashboard import build_dashboard
 from tests.clinical.conftest import ALL_SCOPES, BASE, TOKEN, load
 from tests.clinical.helpers import EMPTY, category, register_all
@@ -62,7 +62,9 @@ def test_it_builds_vitals_with_bp_components_and_encounter_flags():
     assert by_key["temp"].latest.unit == "°C"
     assert by_key["weight"].latest.absent
     assert by_key["weight"].latest.value == "No value (Asked But Declined)"
-    assert vitals.state.total == 7 and not vitals.state.truncated
+    assert vitals.state.shown == 7 and not vitals.state.truncated
+    # asked for per measure: the ones with no value are named, not silently absent
+    assert vitals.missing == ("Respiratory rate", "Oxygen saturation", "Body height", "BMI")
 
 
 @responses.activate
@@ -106,10 +108,11 @@ def test_it_isolates_failing_queries_per_panel():
     assert d.problems.state.detail == "Access to Condition is restricted for this user"
     assert d.encounter.state.status == "error" and d.encounter.state.retryable
     outcomes = sorted((a.resource_type, a.outcome) for a in d.accesses)
+    vital_searches = len(dashboard.VITAL_QUERIES) + 1  # one per measure, one for other codes
     assert outcomes == [
         ("Condition", "denied"),
         ("Encounter", "error"),
-        ("Observation", "error"),
+        *[("Observation", "error")] * vital_searches,
         ("Observation", "timeout"),
         ("Patient", "ok"),
     ]
@@ -121,7 +124,8 @@ def test_the_searches_leave_before_the_single_reads():
     register_all(responses)
     build(max_workers=1)  # one lane: the order of requests is the order of the wave
     sent = [c.request.url.split("?")[0].removeprefix(BASE + "/") for c in responses.calls]
-    assert sent == ["Observation", "Observation", "Condition", "Encounter/enc-1", "Patient/pat-1"]
+    searches = ["Observation"] * (len(dashboard.VITAL_QUERIES) + 2) + ["Condition"]
+    assert sent == [*searches, "Encounter/enc-1", "Patient/pat-1"]
 
 
 @responses.activate
@@ -214,7 +218,8 @@ def test_it_skips_the_banner_query_when_not_requested():
     register_all(responses)
     d = build(panels=("vitals",))
     assert d.banner.state.status == "absent"
-    assert [c.request.url.split("?")[0] for c in responses.calls] == [f"{BASE}/Observation"]
+    sent = [c.request.url.split("?")[0] for c in responses.calls]
+    assert sent == [f"{BASE}/Observation"] * (len(dashboard.VITAL_QUERIES) + 1)
 
 
 @pytest.mark.parametrize(

@@ -107,11 +107,13 @@ def test_it_refreshes_once_on_a_persistent_401_then_says_access_ended(dash, rsta
 
 
 @E2E
-def test_it_stops_at_a_looping_next_link(rbrowser, rstack, leaks):
+def test_it_does_not_follow_a_looping_next_link_of_a_measure(rbrowser, rstack, leaks):
+    """Vital signs are one page per measure: a looping `next` is never followed (loop detection
+    itself is covered in tests/clinical/test_fhir.py)."""
     page = rbrowser.standalone_launch(patient="pat-brooks")
     rstack.sandbox.set_faults(rstack.client_id, looping_next=True, resource_type="Observation")
     html = rbrowser.get(page.url).text
-    assert "the server&#x27;s paging links loop; paging stopped" in html
+    assert "Heart rate" in html and "History and charts show the latest" in html
     leaks.check(html)
 
 
@@ -119,7 +121,7 @@ def test_it_stops_at_a_looping_next_link(rbrowser, rstack, leaks):
 def test_it_caps_an_enormous_observation_history(rbrowser, rstack, leaks):
     page = rbrowser.standalone_launch(patient="pat-brooks")
     assert page.status_code == 200
-    assert "Showing the latest" in page.text
+    assert "History and charts show the latest 100 readings of Blood pressure, Heart rate" in page.text
     leaks.check(page.text)
 
 
@@ -134,9 +136,9 @@ def owned(make_launch, own):
 
 
 def test_it_never_sends_the_token_to_a_next_link_on_another_host(client, mocked, owned, caplog):
-    vitals = load("vitals")
-    vitals["link"] = [{"relation": "next", "url": "https://evil.example.org/fhir/Observation?page=2"}]
-    register_all(mocked, vitals=vitals)
+    labs = load("labs")
+    labs["link"] = [{"relation": "next", "url": "https://evil.example.org/fhir/Observation?page=2"}]
+    register_all(mocked, labs=labs)
     response = client.get(owned)
     html = response.content.decode()
     assert response.status_code == 200
@@ -154,10 +156,10 @@ def test_it_never_sends_the_token_to_a_next_link_with_credentials_or_another_por
 
 
 def test_it_caps_one_enormous_bundle_page(client, mocked, owned, settings, caplog):
-    template = load("vitals")["entry"][0]
+    template = load("labs")["entry"][0]
     entries = [{**template, "resource": {**template["resource"], "id": f"o{i}"}} for i in range(3000)]
     register_all(
-        mocked, vitals={"resourceType": "Bundle", "type": "searchset", "total": 3000, "entry": entries}
+        mocked, labs={"resourceType": "Bundle", "type": "searchset", "total": 3000, "entry": entries}
     )
     response = client.get(owned)
     assert response.status_code == 200
