@@ -17,7 +17,7 @@ from django.db import connections
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from clinical import style, timing
 from clinical.dashboard import PANELS, Dashboard, build_dashboard, search_patients
@@ -167,7 +167,7 @@ def _valid_patient_id(request: SmartHttpRequest, patient_id: str) -> HttpRespons
 
 
 @never_cache
-@require_GET
+@require_safe
 def dashboard(request: SmartHttpRequest, handle: str) -> HttpResponse:
     launch = request.smart
     if not launch.patient_id:
@@ -176,7 +176,7 @@ def dashboard(request: SmartHttpRequest, handle: str) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def panel(request: SmartHttpRequest, handle: str, name: str) -> HttpResponse:
     launch = request.smart
     if not launch.patient_id:
@@ -185,7 +185,7 @@ def panel(request: SmartHttpRequest, handle: str, name: str) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def patient_dashboard(request: SmartHttpRequest, handle: str, patient_id: str) -> HttpResponse:
     if request.smart.patient_id == patient_id:
         return redirect("clinical:dashboard", handle=handle)
@@ -196,7 +196,7 @@ def patient_dashboard(request: SmartHttpRequest, handle: str, patient_id: str) -
 
 
 @never_cache
-@require_GET
+@require_safe
 def patient_panel(request: SmartHttpRequest, handle: str, patient_id: str, name: str) -> HttpResponse:
     refused = _valid_patient_id(request, patient_id)
     if refused is not None:
@@ -205,7 +205,7 @@ def patient_panel(request: SmartHttpRequest, handle: str, patient_id: str, name:
 
 
 @never_cache
-@require_GET
+@require_safe
 def patient_search(request: SmartHttpRequest, handle: str) -> HttpResponse:
     if request.smart.patient_id:
         return redirect("clinical:dashboard", handle=handle)

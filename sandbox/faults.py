@@ -25,6 +25,7 @@ FAULTS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "retry_after": (int, "Retry-After seconds sent with 429/503 (default 1)"),
     "token_status": (int, "answer token requests with this status (e.g. 500, 503)"),
     "token_status_times": (int, "only the next N token requests fail (0/absent = all)"),
+    "token_latency_ms": (int, "token requests wait this long before they are handled"),
     "malformed_json": (bool, "FHIR responses are truncated, invalid JSON"),
     "invalid_resources": (bool, "FHIR responses carry resources that are not valid FHIR"),
     "slow_ms": (int, "FHIR responses take this long (e.g. longer than the app's timeout)"),

@@ -394,6 +394,8 @@ def token(request: HttpRequest) -> JsonResponse:
         _form_post(request)
         client = oauth.authenticate_client(request, ep["token"])
         stats.token_client(grant_type or "missing", client.client_id)
+        if (client.faults or {}).get("token_latency_ms"):
+            time.sleep(client.faults["token_latency_ms"] / 1000)  # e.g. to stop the app mid-refresh
         failure = oauth.token_fault(client)
         if failure:
             headers = (

@@ -8,4 +8,5 @@ class SmartappConfig(AppConfig):
     def ready(self) -> None:
         # Connect the Ehr signal handlers that invalidate the cached frame-ancestors origins in
         # every process (management commands too), not only in processes that load the middleware.
-        from smartapp import security  # noqa: F401
+        # Importing checks registers the project's `check --deploy` checks.
+        from smartapp import checks, security  # noqa: F401

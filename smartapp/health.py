@@ -8,22 +8,28 @@ from django.db import connection
 from django.db.utils import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
+
+from smartapp import cachepolicy
 
 logger = logging.getLogger(__name__)
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving requests."""
     return JsonResponse({"status": "ok"})
 
 
 @never_cache
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The database answers; a load balancer should route traffic here."""
+    """The database and the shared cache answer; a load balancer should route traffic here.
+
+    The cache counts: without it (the table missing, Redis down) no refresh can be locked, so
+    a launch whose token expires cannot go on.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -31,4 +37,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         logger.warning("readiness check: database unreachable")
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    if not cachepolicy.probe():
+        return JsonResponse({"status": "unavailable", "database": "ok", "cache": "unavailable"}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok", "cache": "ok"})

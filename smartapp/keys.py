@@ -120,7 +120,11 @@ def _load(jwks_json: str, jwks_file: str, debug: bool) -> tuple[SigningKey, ...]
             raise KeyConfigurationError(f"SMART_JWKS_FILE {path} does not exist")
         logger.warning("generating development signing keys at %s", path)
         write_private_jwks(path, generate_private_jwks())
-    return _parse(path.read_text(), "SMART_JWKS_FILE")
+    try:
+        document = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable (permissions, a directory, binary)
+        raise KeyConfigurationError(f"SMART_JWKS_FILE {path} cannot be read: {type(exc).__name__}") from exc
+    return _parse(document, "SMART_JWKS_FILE")
 
 
 def signing_keys() -> tuple[SigningKey, ...]:

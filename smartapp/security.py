@@ -1,8 +1,9 @@
 """Framing and cookies for an app that EHRs embed cross-site: CSP, frame-ancestors, CHIPS.
 
-- Every response gets a Content-Security-Policy. The launch and dashboard views may be framed by
-  the enabled EHRs' registered origins (`frame-ancestors`, replacing X-Frame-Options there);
-  everything else (admin, JWKS, probes, logout) is `frame-ancestors 'none'` + `X-Frame-Options: DENY`.
+- Every response gets a Content-Security-Policy. The launch, logout and dashboard views may be
+  framed by the enabled EHRs' registered origins (`frame-ancestors`, replacing X-Frame-Options
+  there; SMART_FRAMEABLE_VIEWS); everything else (admin, JWKS, probes) is
+  `frame-ancestors 'none'` + `X-Frame-Options: DENY`.
 - The session and CSRF cookies get the `Partitioned` attribute (CHIPS), so browsers that block
   third-party cookies still keep them inside the EHR's iframe, in a per-EHR partition.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -26,8 +27,17 @@ DEBUG = env.bool("DEBUG", default=False)
 
 # --- Production guard -------------------------------------------------------------------
 # Without DEBUG, refuse to start on a missing secret rather than fall back to a demo value.
+# Build-time commands are exempt: they read no secret and touch no database, and must run where
+# the runtime secrets do not exist (collectstatic in an image build; the very first
+# generate_encryption_key or generate_jwks, before any key exists).
 _REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "ALLOWED_HOSTS", "TOKEN_ENCRYPTION_KEYS", "DATABASE_URL")
-if not DEBUG:
+_SECRETLESS_COMMANDS = {"collectstatic", "generate_encryption_key", "generate_jwks"}
+_BUILD_COMMAND = (
+    len(sys.argv) > 1
+    and Path(sys.argv[0]).name in ("manage.py", "django-admin")
+    and sys.argv[1] in _SECRETLESS_COMMANDS
+)
+if not DEBUG and not _BUILD_COMMAND:
     _missing = [name for name in _REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
     if _missing:
         raise ImproperlyConfigured(
@@ -197,6 +207,9 @@ AUTHENTICATION_BACKENDS = [
     "smartapp.identity.SmartOIDCBackend",
 ]
 LOGIN_URL = "admin:login"
+# Where a password (admin) login lands when `next` is missing or refused as unsafe (another
+# host): the admin index, not Django's default /accounts/profile/, which does not exist here.
+LOGIN_REDIRECT_URL = "admin:index"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -161,6 +161,9 @@ def _release(key: str) -> None:
 
 
 def _refresh(launch: Launch, *, force: bool) -> Launch:
+    if not launch.refresh_token:
+        # Nothing can renew this grant: no discovery, no lock, no backoff entry to write.
+        raise RefreshError("no refresh token", final=True)
     if _failed_recently(launch):
         raise RefreshError("the EHR failed a refresh moments ago", final=False)
     try:

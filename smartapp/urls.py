@@ -27,7 +27,8 @@ urlpatterns = [
 ]
 
 # Error pages with the app's header and the request id (Django's own render without the request).
+# A database or cache outage is a 503 with a retry link; any other uncaught error stays a 500.
 handler400 = "smartapp.errors.bad_request"
 handler403 = "smartapp.errors.permission_denied"
 handler404 = "smartapp.errors.page_not_found"
-handler500 = "smartapp.errors.server_error"
+handler500 = "smartapp.outage.server_error"

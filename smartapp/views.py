@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 from django.contrib.auth import logout as auth_logout
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from smartapp import keys, security, session
 from smartapp.flow import (
@@ -28,6 +29,22 @@ from smartapp.oauth import has_control_characters
 logger = logging.getLogger(__name__)
 
 
+def _head_without_effects(view):
+    """GET and HEAD; HEAD answers 200 without running the flow (no state made, no code spent).
+
+    A HEAD (a link checker, a prefetching proxy) must not use up the single-use authorization
+    code or start an authorization that no browser will finish.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method == "HEAD":
+            return HttpResponse(content_type="text/html; charset=utf-8")
+        return view(request, *args, **kwargs)
+
+    return require_safe(wrapper)
+
+
 def _error(request: HttpRequest, error: FlowError) -> HttpResponse:
     # The page shows this request's id as its reference; this line carries the same id.
     ehr_id = error.ehr.pk if error.ehr else None
@@ -40,7 +57,7 @@ def _error(request: HttpRequest, error: FlowError) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     """The standalone launch page: enabled EHRs, and this session's open launches."""
     launches = Launch.objects.select_related("ehr").filter(
@@ -54,7 +71,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@_head_without_effects
 def launch(request: HttpRequest) -> HttpResponse:
     """EHR launch: only a registered, enabled issuer gets any outbound request (SSRF)."""
     iss, launch_param = request.GET.get("iss", ""), request.GET.get("launch", "")
@@ -88,7 +105,7 @@ def launch(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@_head_without_effects
 def standalone(request: HttpRequest, slug: str) -> HttpResponse:
     """Standalone launch for one registered EHR (no `launch` parameter)."""
     ehr = Ehr.objects.filter(slug=slug, enabled=True).first()
@@ -103,7 +120,7 @@ def standalone(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@_head_without_effects
 def callback(request: HttpRequest) -> HttpResponse:
     """The redirect URI: state checks, code exchange, identity, then the launch's dashboard."""
     params = {key: request.GET.get(key, "") for key in ("state", "code", "error")}
@@ -126,7 +143,7 @@ def logout(request: HttpRequest) -> HttpResponse:
     return render(request, "smartapp/signed_out.html")
 
 
-@require_GET
+@require_safe
 def jwks(request: HttpRequest) -> HttpResponse:
     """The app's public signing keys, for EHRs that verify private_key_jwt assertions."""
     try:

@@ -47,6 +47,14 @@ def test_it_renders_the_dashboard_end_to_end(client, launch):
 
 
 @responses.activate
+def test_it_answers_head_like_get_without_a_body(client, launch):
+    register_all(responses)
+    response = client.head(url(launch))
+    assert response.status_code == 200 and response.content == b""
+    assert response["Content-Type"].startswith("text/html")
+
+
+@responses.activate
 def test_it_writes_one_audit_row_per_query_without_values(client, launch):
     register_all(responses, conditions=403)
     client.get(url(launch))

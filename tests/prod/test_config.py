@@ -90,3 +90,44 @@ def test_it_collects_hashed_compressed_static_files(tmp_path):
     assert len(hashed) == 1
     assert hashed[0].with_name(hashed[0].name + ".gz").is_file()
     assert (static_root / "staticfiles.json").is_file()
+
+
+def _build_env(tmp_path, **extra: str) -> dict[str, str]:
+    """An image build: DEBUG off and none of the runtime secrets or the database."""
+    env = production_env(tmp_path, **extra)
+    for name in ("SECRET_KEY", "ALLOWED_HOSTS", "TOKEN_ENCRYPTION_KEYS", "DATABASE_URL"):
+        env.pop(name)
+    return env
+
+
+def test_it_collects_static_files_without_the_runtime_secrets(tmp_path):
+    static_root = tmp_path / "static"
+    result = manage(_build_env(tmp_path, STATIC_ROOT=str(static_root)), "collectstatic", "--noinput")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (static_root / "staticfiles.json").is_file()
+
+
+def test_it_generates_the_first_encryption_key_before_any_key_exists(tmp_path):
+    result = manage(_build_env(tmp_path), "generate_encryption_key")
+    assert result.returncode == 0, result.stderr
+    Fernet(result.stdout.strip().encode())  # a valid key
+
+
+def test_it_still_refuses_to_serve_without_the_runtime_secrets(tmp_path):
+    result = manage(_build_env(tmp_path), "check")
+    assert result.returncode != 0
+    assert "these environment variables are required: SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"SMART_JWKS_FILE": "/nonexistent/smart-jwks.json"}, "smartapp.E002"),
+        ({"SMART_APP_BASE_URL": "http://smart.hospital.example"}, "smartapp.E004"),
+    ],
+    ids=["missing-jwks-file", "http-base-url"],
+)
+def test_it_fails_check_deploy_on_values_that_cannot_work(tmp_path, overrides, error):
+    result = manage(production_env(tmp_path, **overrides), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0
+    assert error in result.stderr

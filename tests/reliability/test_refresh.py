@@ -143,6 +143,10 @@ def test_it_uses_an_expired_token_without_refresh_token_until_the_ehr_refuses(
     assert response.status_code == 200
     assert "The EHR no longer accepts this session&#x27;s access" in response.content.decode()
     assert not any(call.request.url == TOKEN for call in mocked.calls)
+    # Without a refresh token nothing is discovered or written to the cache: a query thread's
+    # cache write would wait on the test transaction's SQLite lock (20 s, then swallowed by
+    # Django's database cache).
+    assert not any("/.well-known/" in call.request.url for call in mocked.calls)
 
 
 # --- End to end: the sandbox refuses or fails the refresh --------------------------------------

@@ -105,9 +105,13 @@ def test_it_raises_refresh_error_on_failure(smart_ehr, mocked, caplog, monkeypat
 
 
 def test_it_raises_refresh_error_without_a_refresh_token(smart_ehr, mocked):
+    launch = _launch(smart_ehr, refresh_token="")
     with pytest.raises(tokens.RefreshError) as raised:
-        tokens.force_refresh(_launch(smart_ehr, refresh_token=""))
+        tokens.force_refresh(launch)
     assert raised.value.final
+    # Nothing can renew the grant: the EHR is not asked and no lock or backoff entry is written.
+    assert not mocked.calls
+    assert cache.get(tokens._lock_key(launch)) is None and cache.get(tokens._failure_key(launch)) is None
 
 
 def test_it_retries_a_refresh_once_after_a_glitch(smart_ehr, mocked, monkeypatch):
