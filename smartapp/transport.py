@@ -416,9 +416,7 @@ def _translate(exc: BaseException, call: _Call, status: int | None = None) -> Ba
         return exc
     if call.expired:
         return Timeout("the answer did not arrive in time", status_code=status)
-    if isinstance(
-        exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
-    ) or _caused_by_timeout(exc):
+    if _is_timeout(exc):
         return Timeout("no answer in time", status_code=status)
     if isinstance(
         exc, requests.RequestException | urllib3.exceptions.HTTPError | http.client.HTTPException | OSError
@@ -427,14 +425,12 @@ def _translate(exc: BaseException, call: _Call, status: int | None = None) -> Ba
     return exc
 
 
-def _caused_by_timeout(exc: BaseException) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
-            return True
-        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
-        seen += 1
-    return False
+def _is_timeout(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError (refused, unreachable) subclasses ConnectTimeoutError for
+    # history's sake: it is no timeout. requests already tells them apart (ConnectTimeout).
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return False
+    return isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError)
 
 
 _OUTCOMES = {Timeout: "timeout", Unreachable: "unreachable", TooLarge: "too_large", RefusedURL: "refused"}
