@@ -353,28 +353,54 @@ class _Page:
 _Events = Iterator[tuple[str, Any]]
 
 
+_OPEN = frozenset({"start_map", "start_array"})
+_CLOSE = frozenset({"end_map", "end_array"})
+
+
 def _value(events: _Events, event: str, value: Any) -> Any:
-    """Build the JSON value that starts with (event, value) from the event stream."""
-    if event not in ("start_map", "start_array"):
+    """Build the JSON value that starts with (event, value) from the event stream.
+
+    A tight loop rather than ijson.ObjectBuilder: it runs once per JSON token of every entry
+    within the cap, and is about three times faster.
+    """
+    if event == "start_map":
+        root: Any = {}
+    elif event == "start_array":
+        root = []
+    else:
         return value
-    builder = ijson.ObjectBuilder()
-    builder.event(event, value)
-    depth = 1
-    while depth:
-        event, value = next(events)
-        builder.event(event, value)
-        depth += event in ("start_map", "start_array")
-        depth -= event in ("end_map", "end_array")
-    return builder.value
+    stack: list[Any] = [root]
+    keys: list[Any] = []
+    container, key = root, None
+    for event, value in events:
+        if event == "map_key":
+            key = value
+            continue
+        if event in _CLOSE:
+            stack.pop()
+            if not stack:
+                return root
+            container, key = stack[-1], keys.pop()
+            continue
+        item = {} if event == "start_map" else [] if event == "start_array" else value
+        if type(container) is dict:
+            container[key] = item
+        else:
+            container.append(item)
+        if event in _OPEN:
+            stack.append(item)
+            keys.append(key)
+            container = item
+    raise StopIteration  # the document ended inside the value: truncated
 
 
 def _skip(events: _Events, event: str) -> None:
     """Pass over the JSON value that starts with `event`, building nothing."""
-    depth = event in ("start_map", "start_array")
+    depth = event in _OPEN
     while depth:
         event = next(events)[0]
-        depth += event in ("start_map", "start_array")
-        depth -= event in ("end_map", "end_array")
+        depth += event in _OPEN
+        depth -= event in _CLOSE
 
 
 def _read_links(events: _Events, event: str, value: Any) -> list[Any]:
