@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from smartapp import safety
 from smartapp.crypto import EncryptedTextField
 
 DASHBOARD_RESOURCES = ("Patient", "Encounter", "Observation", "Condition")
@@ -46,9 +47,7 @@ def _v2_form(scope: str) -> str:
 
 def validate_issuer(value: str) -> None:
     """An EHR's FHIR base must be https (plain http only for a loopback dev sandbox)."""
-    from smartapp.oauth import is_secure_url  # oauth imports this module
-
-    if not is_secure_url(value):
+    if not safety.is_secure_url(value):
         raise ValidationError("The issuer must be an https URL.", code="insecure_issuer")
 
 

@@ -32,6 +32,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from smartapp import safety
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ _ORIGIN = re.compile(
     r"(?P<scheme>https?)://(?P<host>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
     r"|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
 )
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 
 
 def normalize_origin(value: str) -> str | None:
@@ -60,7 +60,7 @@ def normalize_origin(value: str) -> str | None:
     port = match.group("port")
     if port is not None and not 0 < int(port) < 65536:
         return None
-    if match.group("scheme") == "http" and match.group("host") not in _LOOPBACK_HOSTS:
+    if match.group("scheme") == "http" and not safety.is_loopback_host(match.group("host")):
         return None
     return candidate
 
