@@ -294,8 +294,8 @@ def lastn(request: HttpRequest) -> HttpResponse:
     bodies = dict(Resource.objects.filter(pk__in=ids).values_list("pk", "body"))
     faults = token.client.faults or {}
     corrupt = bool(faults.get("invalid_resources") and fault_mod.applies_to(faults, rtype))
-    links = [{"relation": "self", "url": request.build_absolute_uri()}]
     base = oauth.fhir_base(request)
+    links = [{"relation": "self", "url": f"{base}/{rtype}/$lastn?{request.GET.urlencode()}"}]
     return _finish(token, rtype, _bundle(base, rtype, [bodies[pk] for pk in ids], len(ids), links, corrupt))
 
 

@@ -153,6 +153,7 @@ def test_it_returns_the_latest_of_each_code_however_many_readings(sandbox, clini
     assert resp.headers["Content-Type"].startswith("application/fhir+json")
     body = resp.json()
     assert body["resourceType"] == "Bundle" and body["type"] == "searchset"
+    assert body["link"][0]["url"].startswith(sandbox.fhir_base + "/Observation/$lastn?patient=pat-brooks")
     latest = {frozenset(_loinc(o)): o for o in _entries(body)}
     assert body["total"] == len(latest) == len(_entries(body))
     codes = {c for key in latest for c in key}
