@@ -138,7 +138,7 @@ def style_url_allowed(url: str, fhir_base: str) -> bool:
     """
     try:
         safety.check_url(url, public_only=not _same_origin(url, fhir_base))
-    except safety.RefusedURL:
+    except (safety.RefusedURL, ValueError):  # ValueError: urlsplit refuses it ("https://[broken")
         return False
     return True
 
