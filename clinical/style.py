@@ -126,7 +126,10 @@ def css_declarations(props: dict[str, str]) -> str:
 
 
 def _same_origin(url: str, fhir_base: str) -> bool:
-    return bool(fhir_base) and transport.origin(url) == transport.origin(fhir_base)
+    try:
+        return bool(fhir_base) and transport.origin(url) == transport.origin(fhir_base)
+    except ValueError:  # "https://[broken": not a URL; the rule refuses it next
+        return False
 
 
 def style_url_allowed(url: str, fhir_base: str) -> bool:

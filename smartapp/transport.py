@@ -197,17 +197,19 @@ _local = threading.local()
 _watchdog = _Watchdog()
 
 
-def _reset_after_fork() -> None:
-    global _watchdog
-    _watchdog = _Watchdog()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
 # --- DNS with a deadline --------------------------------------------------------------------
 
 _resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smart-dns")
+
+
+def _reset_after_fork() -> None:
+    """A forked worker has none of the parent's threads: start its own watchdog and resolvers."""
+    global _watchdog, _resolver
+    _watchdog = _Watchdog()
+    _resolver = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smart-dns")
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _resolve(host: str, port: int, *, public_only: bool) -> list[tuple[int, str]]:
