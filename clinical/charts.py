@@ -31,9 +31,9 @@ def _num(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _label(value: float) -> str:
-    """Axis and point labels follow the display's rule for unknown measures (3 significant digits)."""
-    return display.show_number(Decimal(repr(value)), None).text
+def _label(value: float, definition: display.MeasureDef | None = None) -> str:
+    """Labels at the measure's own precision (HR 82, not 82.0); 3 significant digits otherwise."""
+    return display.show_number(Decimal(repr(round(value, 6))), definition).text
 
 
 def window(points: Sequence[Point], now_ts: float) -> tuple[Point, ...]:
@@ -56,50 +56,84 @@ def merge_same_instant(points: Sequence[Point]) -> tuple[Point, ...]:
     return tuple(kept)
 
 
-def downsample(points: Sequence[Point]) -> tuple[Point, ...]:
-    """A dense series as each day's lowest and highest reading, in time order (not noise)."""
+Range = tuple[float, float, float]  # (time, low, high) of one day
+
+
+def downsample(points: Sequence[Point]) -> tuple[tuple[Point, ...], tuple[Range, ...]]:
+    """A dense series as one point per day (the day's mean, at its last reading's time) and the
+    day's low-high range drawn as a bar; the real latest reading always ends the line."""
     if len(points) <= DENSE:
-        return tuple(points)
+        return tuple(points), ()
     days: dict[object, list[Point]] = {}
-    for p in points:
+    for p in points[:-1]:
         days.setdefault(p[0].sort_key.date(), []).append(p)
     reduced: list[Point] = []
+    ranges: list[Range] = []
     for day_points in days.values():
-        low = min(day_points, key=lambda p: p[1])
-        high = max(day_points, key=lambda p: p[1])
-        pair = sorted({id(low): low, id(high): high}.values(), key=lambda p: p[0].sort_key)
-        reduced.extend(pair)
-    return tuple(reduced)
+        values = [p[1] for p in day_points]
+        last = day_points[-1]
+        reduced.append((last[0], sum(values) / len(values), any(p[2] for p in day_points)))
+        if len(values) > 1:
+            ranges.append((last[0].sort_key.timestamp(), min(values), max(values)))
+    reduced.append(points[-1])
+    return tuple(reduced), tuple(ranges)
 
 
 def _scale(measure: Measure, values: list[float]) -> tuple[float, float]:
+    """A fixed clinical scale where the measure has one (widened to fit); otherwise at least
+    ±5 % around the data, so 82.1 → 82.9 kg does not look like a swing."""
     definition = measure.definition
     lo, hi = min(values), max(values)
-    if (
-        definition is not None
-        and definition.scale
-        and measure.latest.unit == display.human_unit(definition.unit)
-    ):
+    fixed = definition is not None and definition.scale
+    if fixed and measure.latest.unit == display.human_unit(definition.unit):
         fixed_lo, fixed_hi = definition.scale
         return min(fixed_lo, lo), max(fixed_hi, hi)
-    pad = (hi - lo) * 0.15 or max(abs(hi) * 0.1, 1.0)
-    return lo - pad, hi + pad
+    middle = (hi + lo) / 2
+    half = max((hi - lo) / 2 * 1.15, abs(middle) * 0.05, 0.5)
+    low = middle - half
+    return (max(low, 0.0) if lo >= 0 else low), middle + half
+
+
+def _span(points: Sequence[Point]) -> str:
+    """What the chart covers, said in its caption: "16 days", "11 months"."""
+    days = (points[-1][0].sort_key - points[0][0].sort_key).days
+    if days < 2:
+        return f"{max(days * 24, 1)} hours" if days == 1 else "1 day"
+    if days < 60:
+        return f"{days} days"
+    if days < 730:
+        return f"{round(days / 30.44)} months"
+    return f"{round(days / 365.25)} years"
+
+
+def chart_span(measure: Measure, now_ts: float | None = None) -> str:
+    """The caption's description of the window: "last 16 days · 100 readings"."""
+    now_ts = now_ts if now_ts is not None else timezone.now().timestamp()
+    for s in measure.series:
+        points = merge_same_instant(window(s.points, now_ts))
+        if len(points) >= 2:
+            return f"{_span(points)} · {len(points)} readings"
+    return ""
 
 
 def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> SafeString:
     """An SVG of the measure's series on shared axes, with a <title> on every point."""
     now_ts = now_ts if now_ts is not None else timezone.now().timestamp()
     shaped: list[tuple[Series, tuple[Point, ...]]] = []
+    day_ranges: list[tuple[int, Range]] = []
     for s in measure.series:
-        points = downsample(merge_same_instant(window(s.points, now_ts)))
+        points, ranges = downsample(merge_same_instant(window(s.points, now_ts)))
         if len(points) >= 2:
+            day_ranges.extend((len(shaped), r) for r in ranges)
             shaped.append((s, points))
     if not shaped:
         return mark_safe("")
     t0 = min(p[0].sort_key.timestamp() for _s, pts in shaped for p in pts)
     t1 = max(p[0].sort_key.timestamp() for _s, pts in shaped for p in pts)
     outliers = [o for s, _p in shaped for o in s.outliers if t0 <= o[0].sort_key.timestamp() <= t1]
-    values = [p[1] for _s, pts in shaped for p in pts] + [o[1] for o in outliers]
+    # Impossible values do not stretch the scale: they are drawn at its edge, marked.
+    values = [p[1] for _s, pts in shaped for p in pts]
+    values += [v for _i, (_t, lo, hi) in day_ranges for v in (lo, hi)]
     v0, v1 = _scale(measure, values)
     span_t = (t1 - t0) or 1.0
     inner_w = WIDTH - PAD_LEFT - PAD_RIGHT
@@ -109,9 +143,17 @@ def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> 
         return PAD_LEFT + (t - t0) / span_t * inner_w
 
     def y(v: float) -> float:
-        return PAD_TOP + (1 - (v - v0) / (v1 - v0)) * inner_h
+        return PAD_TOP + (1 - (min(max(v, v0), v1) - v0) / (v1 - v0)) * inner_h
+
+    def label(v: float) -> str:
+        return _label(v, measure.definition)
 
     parts = [_band(measure, v0, v1, y)]
+    for index, (t, lo, hi) in day_ranges:
+        parts.append(
+            f'<line class="chart-range chart-range-{index}" x1="{_num(x(t))}" y1="{_num(y(lo))}" '
+            f'x2="{_num(x(t))}" y2="{_num(y(hi))}"/>'
+        )
     summaries = []
     unit = shaped[0][0].unit
     for index, (s, points) in enumerate(shaped):
@@ -122,37 +164,39 @@ def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> 
             parts.append(
                 f'<circle class="{cls} chart-point-{index}" cx="{_num(x(w.sort_key.timestamp()))}" '
                 f'cy="{_num(y(v))}" r="{3.2 if current else 2.4}"><title>{escape(s.label)} '
-                f"{escape(_label(v))} {escape(s.unit)}, {escape(format_when(w))}</title></circle>"
+                f"{escape(label(v))} {escape(s.unit)}, {escape(format_when(w))}</title></circle>"
             )
         last = points[-1]
         parts.append(
             f'<text class="chart-latest chart-latest-{index}" '
             f'x="{_num(x(last[0].sort_key.timestamp()) + 5)}" '
-            f'y="{_num(y(last[1]) + 4)}">{escape(_label(last[1]))}</text>'
+            f'y="{_num(y(last[1]) + 4)}">{escape(label(last[1]))}</text>'
         )
         summaries.append(
             f"{s.label}: {len(points)} points from {format_when(points[0][0])} to "
-            f"{format_when(last[0])}, latest {_label(last[1])} {s.unit}, lowest "
-            f"{_label(min(p[1] for p in points))}, highest {_label(max(p[1] for p in points))}."
+            f"{format_when(last[0])}, latest {label(last[1])} {s.unit}, lowest "
+            f"{label(min(p[1] for p in points))}, highest {label(max(p[1] for p in points))}."
         )
+    if day_ranges:
+        summaries.append("Dense readings are drawn as each day's mean with its low-high range.")
     for w, v in outliers:
         cx, cy = _num(x(w.sort_key.timestamp())), _num(y(v))
         parts.append(
-            f'<g class="chart-outlier"><title>Implausible value {escape(_label(v))} {escape(unit)}, '
-            f"{escape(format_when(w))}: not a real reading</title>"
+            f'<g class="chart-outlier"><title>Impossible value {escape(label(v))} {escape(unit)}, '
+            f"{escape(format_when(w))}: not plotted as a reading</title>"
             f'<path d="M{cx} {cy} m-4 -4 l8 8 m0 -8 l-8 8"/></g>'
         )
     if outliers:
-        summaries.append(f"{len(outliers)} implausible value{'s' if len(outliers) > 1 else ''} marked.")
+        summaries.append(f"{len(outliers)} impossible value{'s' if len(outliers) > 1 else ''} marked ✕.")
     axis = (
         f'<line class="chart-axis" x1="{PAD_LEFT}" y1="{PAD_TOP}" x2="{PAD_LEFT}" '
         f'y2="{HEIGHT - PAD_BOTTOM}"/>'
         f'<line class="chart-axis" x1="{PAD_LEFT}" y1="{HEIGHT - PAD_BOTTOM}" x2="{WIDTH - PAD_RIGHT}" '
         f'y2="{HEIGHT - PAD_BOTTOM}"/>'
         f'<text class="chart-label" x="{PAD_LEFT - 4}" y="{PAD_TOP + 8}" text-anchor="end">'
-        f"{_label(v1)}</text>"
+        f"{label(v1)}</text>"
         f'<text class="chart-label" x="{PAD_LEFT - 4}" y="{HEIGHT - PAD_BOTTOM}" text-anchor="end">'
-        f"{_label(v0)}</text>"
+        f"{label(v0)}</text>"
         f'<text class="chart-label" x="{PAD_LEFT}" y="{HEIGHT - 5}">{escape(_day(t0, shaped))}</text>'
         f'<text class="chart-label" x="{WIDTH - PAD_RIGHT}" y="{HEIGHT - 5}" text-anchor="end">'
         f"{escape(_day(t1, shaped))}</text>"
@@ -169,9 +213,10 @@ def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> 
 
 
 def _band(measure: Measure, v0: float, v1: float, y) -> str:
-    """The normal band (the app's adult cut-offs for vitals), shaded behind the lines."""
+    """The normal band (the app's adult cut-offs for vitals), shaded behind the lines; never for
+    a child, whose normal ranges differ by age."""
     definition = measure.definition
-    if definition is None or measure.latest.unit != display.human_unit(definition.unit):
+    if definition is None or not measure.adult or measure.latest.unit != display.human_unit(definition.unit):
         return ""
     band = display.normal_band(definition)
     if band is None:

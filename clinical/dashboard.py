@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -31,6 +32,7 @@ from clinical.readings import (
     concept_text,
     format_decimal,
     lab_groups,
+    not_judged,
     observation_effective,
     reference_id,
 )
@@ -125,6 +127,8 @@ class Problem:
     abatement: str
     abatement_when: When | None = None
     full_name: str = ""  # the sender's full wording (a SNOMED fully specified name), for hover
+    key: str = ""  # the condition's code: duplicates (problem list + encounter diagnosis) merge on it
+    minor: bool = False  # a finding or situation (social, administrative), listed after disorders
 
     @property
     def categories(self) -> list[str]:
@@ -152,9 +156,14 @@ class Dashboard:
     person: Person = field(default_factory=Person)
 
     @property
-    def attention(self) -> list[Measure]:
-        """The abnormal-results strip: a summary of the panels below, which keep their order."""
+    def attention(self) -> tuple[list[Measure], list[Measure]]:
+        """The abnormal-results strip (recent, older): a summary of the panels below, which keep
+        their order."""
         return abnormal(self.vitals.measures, self.labs.measures)
+
+    @property
+    def labs_not_judged(self) -> int:
+        return not_judged(self.labs.measures)
 
     @property
     def adult_rules_not_applied(self) -> bool:
@@ -316,9 +325,12 @@ def build_problems(conditions: tuple[Any, ...]) -> tuple[tuple[Problem, ...], tu
             When.parse(cond.abatementPeriod.start) if cond.abatementPeriod else None
         )
         abatement = cond.abatementString or ""
+        short, full = concept_full(cond.code)
         problem = Problem(
-            name=concept_full(cond.code)[0] or "Unnamed condition",
-            full_name=concept_full(cond.code)[1],
+            name=_HCC.sub("", short) or "Unnamed condition",
+            full_name=full,
+            key=_problem_key(cond.code, short),
+            minor=_is_minor(cond.code),
             clinical_status=clinical or "not recorded",
             verification=verification or "not recorded",
             category=", ".join(t for t in (_category_name(c) for c in cond.category or []) if t),
@@ -334,11 +346,46 @@ def build_problems(conditions: tuple[Any, ...]) -> tuple[tuple[Problem, ...], tu
         else:
             inactive.append(problem)
 
-    def newest(p: Problem) -> tuple[float, str]:
+    def order(p: Problem) -> tuple[bool, float, str]:
+        """Disorders first, then findings and situations (social, administrative); newest first."""
         when = p.onset_when or p.recorded
-        return (-(when.sort_key.timestamp()) if when else 0.0, p.name.lower())
+        return (p.minor, -(when.sort_key.timestamp()) if when else 0.0, p.name.lower())
 
-    return tuple(sorted(active, key=newest)), tuple(sorted(inactive, key=newest)), in_error
+    return tuple(sorted(_merged(active), key=order)), tuple(sorted(inactive, key=order)), in_error
+
+
+# Epic appends the billing category to problem names; it means nothing at the bedside.
+_HCC = re.compile(r"\s*\(HCC\)\s*$")
+# SNOMED CT hierarchies that are not diseases: listed after the disorders.
+_MINOR_TAGS = ("(finding)", "(situation)", "(observable entity)", "(event)", "(social concept)")
+
+
+def _is_minor(code: Any) -> bool:
+    codings = getattr(code, "coding", None) or []
+    texts = [getattr(code, "text", None) or "", *(c.display or "" for c in codings)]
+    return any(t.strip().endswith(_MINOR_TAGS) for t in texts)
+
+
+def _problem_key(code: Any, name: str) -> str:
+    for coding in getattr(code, "coding", None) or []:
+        if coding.code:
+            return f"{coding.system or ''}|{coding.code}"
+    return "text:" + name.strip().lower()
+
+
+def _merged(problems: list[Problem]) -> list[Problem]:
+    """One row per condition: the same code on the problem list and as an encounter diagnosis
+    is one problem with both categories and the earliest onset."""
+    by_key: dict[str, Problem] = {}
+    for p in problems:
+        kept = by_key.get(p.key)
+        if kept is None:
+            by_key[p.key] = p
+            continue
+        categories = ", ".join(dict.fromkeys([*kept.categories, *p.categories]))
+        earliest = min((x for x in (kept, p) if x.onset_when), key=lambda x: x.onset_when, default=kept)
+        by_key[p.key] = replace(earliest, category=categories)
+    return list(by_key.values())
 
 
 # --- Queries and the parallel wave -----------------------------------------------------------
@@ -520,7 +567,10 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Perso
     missing = tuple(
         names[k]
         for k, _codes in VITAL_QUERIES
-        if k not in present and f"vitals:{k}" in ok and (k != "head" or person.is_young_child())
+        if k not in present
+        and f"vitals:{k}" in ok
+        and k != "pain"  # not every setting scores pain: its absence is not worth a line
+        and (k != "head" or person.is_young_child())
     )
     capped = tuple(
         names[k]

@@ -62,3 +62,13 @@ def iso(when: When | None) -> str:
     if when.precision == "day":
         return when.value.isoformat()[:10]
     return when.sort_key.isoformat()
+
+
+def format_recent(when: When | None, empty: str = "Date not recorded") -> str:
+    """A time within the last days, compact: "26 Nov 19:25" (the year is this one, said elsewhere)."""
+    if when is None:
+        return empty
+    if when.precision != "minute" or not isinstance(when.value, datetime):
+        return format_when(when, empty)
+    local = when.value.astimezone(timezone.get_default_timezone())
+    return f"{local.day} {local.strftime('%b %H:%M')}"

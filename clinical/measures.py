@@ -100,6 +100,8 @@ def _vital_defs() -> tuple[MeasureDef, ...]:
         _vital("height", "Height", {"8302-2", "8306-3"}, "cm", 0),
         _vital("bmi", "BMI", {"39156-5"}, "kg/m2", 1),
         _vital("head", "Head circumference", {"9843-4", "8287-5"}, "cm", 1),
+        # 0-10 numeric rating scales are whole numbers, charted on their own fixed scale.
+        _vital("pain", "Pain (0\u201310)", {"72514-3", "38208-5"}, "{score}", 0, (0, 10)),
         _vital(
             "sys",
             "Systolic",
@@ -146,6 +148,9 @@ LABS: tuple[MeasureDef, ...] = (
     _lab("hematocrit", "Hematocrit", {"4544-3"}, "Hematology", "%", 1),
     _lab("platelets", "Platelets", {"777-3", "26515-7"}, "Hematology", "10*3/uL", 0),
     _lab("mcv", "MCV", {"787-2"}, "Hematology", "fL", 0),
+    _lab("mch", "MCH", {"785-6"}, "Hematology", "pg", 1),
+    _lab("mchc", "MCHC", {"786-4"}, "Hematology", "g/dL", 1),
+    _lab("rdw", "RDW", {"788-0", "21000-5"}, "Hematology", "%", 1),
     _lab("tsh", "TSH", {"3016-3", "11580-8"}, "Thyroid", "m[IU]/L", 2),
     _lab("free_t4", "Free T4", {"3024-7"}, "Thyroid", "ng/dL", 2),
     _lab("alt", "ALT", {"1742-6"}, "Liver", "U/L", 0),
@@ -153,6 +158,8 @@ LABS: tuple[MeasureDef, ...] = (
     _lab("alp", "Alkaline phosphatase", {"6768-6"}, "Liver", "U/L", 0),
     _lab("bilirubin", "Bilirubin", {"1975-2"}, "Liver", "mg/dL", 1),
     _lab("albumin", "Albumin", {"1751-7"}, "Liver", "g/dL", 1),
+    _lab("total_protein", "Total protein", {"2885-2"}, "Liver", "g/dL", 1),
+    _lab("lead", "Lead (blood)", {"5671-3", "77307-7"}, "Chemistry", "ug/dL", 1),
     _lab("urine_sg", "Specific gravity", {"5811-5", "2965-2"}, "Urinalysis", "1", 3),
     _lab("urine_ph", "Urine pH", {"5803-2", "2756-5"}, "Urinalysis", "[pH]", 1),
 )

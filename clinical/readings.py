@@ -7,11 +7,10 @@ alike: eGFR in mL/min/1.73 m² and creatinine clearance in mL/min stay apart.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -111,11 +110,30 @@ class Measure:
     stale: bool = False  # older than the configured window: never shown as current
     converted: str = ""  # "lb converted to kg" when a series arrived in several units
     definition: display.MeasureDef | None = None
+    change_since: str = ""  # when the previous value was taken ("since Dec 2025"): a change needs its span
+    recent_critical: Reading | None = None  # a critical result shortly before a latest that is not
+    open_item: str = ""  # a newer result was cancelled ("recollection requested"): still owed
+    adult: bool = True  # the adult normal band applies to the charts
+    fresh: bool = False  # within the last week: shown with its date and time, not "3 days ago"
 
     @property
     def flagged(self) -> bool:
         flag = self.latest.flag
-        return bool(flag and flag.level != "normal") or bool(self.latest.warning)
+        return (
+            bool(flag and flag.level != "normal")
+            or bool(self.latest.warning)
+            or self.recent_critical is not None
+            or bool(self.open_item)
+        )
+
+    @property
+    def severity(self) -> int:
+        """0 critical (now or within the last hours), 1 abnormal, 2 data-quality or open item only."""
+        if self.recent_critical is not None or (self.latest.flag and self.latest.flag.level == "critical"):
+            return 0
+        if self.latest.flag and self.latest.flag.level != "normal":
+            return 1
+        return 2
 
 
 @dataclass(frozen=True)
@@ -546,9 +564,10 @@ def _measure(
     history = _newest_first(readings)
     latest = history[0]
     previous = next((r for r in history[1:] if r.decimal is not None and r.unit == latest.unit), None)
-    change = ""
+    change = change_since = ""
     if previous is not None and latest.decimal is not None and not latest.value.startswith(("<", ">")):
         change = display.change_text(latest.decimal, previous.decimal, definition, age_years=age)
+        change_since = since_text(previous.when, latest.when)
     when = latest.when
     unit = latest.unit
     if series is None:
@@ -567,7 +586,38 @@ def _measure(
         stale=bool(when) and display.is_stale(when.value, now, kind),
         converted=converted,
         definition=definition,
+        change_since=change_since,
+        recent_critical=_recent_critical(history),
+        adult=age is None or age >= display.ADULT_YEARS,
+        fresh=bool(when) and (now - when.sort_key) < timedelta(days=7),
     )
+
+
+RECENT_CRITICAL = timedelta(hours=72)
+
+
+def _recent_critical(history: Sequence[Reading]) -> Reading | None:
+    """A critical result in the 72 hours before a latest that is not itself critical: a value
+    that came back down (K 6.8 then 5.6) must not make the critical one disappear."""
+    latest = history[0]
+    if latest.when is None or (latest.flag and latest.flag.level == "critical"):
+        return None
+    for r in history[1:]:
+        if r.when is None or latest.when.sort_key - r.when.sort_key > RECENT_CRITICAL:
+            break
+        if r.flag and r.flag.level == "critical":
+            return r
+    return None
+
+
+def since_text(previous: When | None, latest: When | None) -> str:
+    """The previous value's date at a useful grain: "since 26 Nov" within two months, else the month."""
+    if previous is None:
+        return ""
+    value = previous.sort_key.astimezone(timezone.get_default_timezone())
+    if latest is not None and (latest.sort_key - previous.sort_key).days < 60:
+        return f"since {value.day} {value.strftime('%b')}"
+    return f"since {value.strftime('%b %Y')}"
 
 
 def _join_separate_bp(
@@ -716,6 +766,17 @@ def _other_reading(obs: Any, encounter_id: str) -> Reading:
 
 # --- Labs ------------------------------------------------------------------------------------
 
+
+def _cancel_reason(obs: Any) -> str:
+    """Why a result was cancelled, in the sender's words where given (a note, a reason)."""
+    for note in obs.note or []:
+        if getattr(note, "text", None):
+            return note.text.strip()[:160]
+    if obs.dataAbsentReason is not None:
+        return concept_text(obs.dataAbsentReason) or "no reason given"
+    return "no reason given"
+
+
 LAB_GROUP_ORDER = (
     "Kidney",
     "Electrolytes",
@@ -780,7 +841,13 @@ def build_labs(
     groups: dict[str, list[Reading]] = {}
     names: dict[str, tuple[str, str]] = {}
     definitions: dict[str, display.MeasureDef | None] = {}
+    cancelled: dict[str, list[tuple[When | None, str]]] = {}
     for obs in observations:
+        if obs.status == "cancelled":
+            measure = display.measure_for(codes_of(obs.code, LOINC))
+            key = measure.key if measure is not None else concept_key(obs.code)
+            cancelled.setdefault(key, []).append((observation_when(obs), _cancel_reason(obs)))
+            continue
         if obs.status in _EXCLUDED_STATUSES:
             continue
         if obs.hasMember and obs.valueQuantity is None and not obs.component:
@@ -797,8 +864,7 @@ def build_labs(
     for key, readings in groups.items():
         definition = definitions[key]
         label, full = names[key]
-        measures.append(
-            _measure(
+        measure = _measure(
                 key,
                 label,
                 readings,
@@ -808,8 +874,16 @@ def build_labs(
                 full_name=full,
                 group=definition.group if definition else "Other",
                 age=age_now,
-            )
         )
+        latest_when = measure.latest.when
+        newer = [
+            reason
+            for when, reason in cancelled.get(key, [])
+            if when is not None and (latest_when is None or when.sort_key > latest_when.sort_key)
+        ]
+        if newer:
+            measure = replace(measure, open_item=f"A newer result was cancelled: {newer[0]}")
+        measures.append(measure)
     # Most recent first within a group, so today's results lead; flagged ones are marked.
     measures.sort(key=lambda m: m.latest.when.sort_key.timestamp() if m.latest.when else 0, reverse=True)
     return tuple(measures)
@@ -824,15 +898,31 @@ def lab_groups(measures: Sequence[Measure]) -> list[tuple[str, list[Measure]]]:
     return sorted(by_group.items(), key=lambda item: order.get(item[0], len(order)))
 
 
-def abnormal(vitals: Sequence[Measure], labs: Sequence[Measure]) -> list[Measure]:
-    """The abnormal-results strip: critical first, then abnormal labs, then flagged vitals."""
-    rank = {"critical": 0, "high": 1, "low": 1, "abnormal": 1}
+# Body size is a chronic state, charted, never an alert in the strip (whoever flagged it).
+_NOT_IN_STRIP = {"weight", "height", "bmi", "head"}
+RECENT_STRIP = timedelta(days=30)
+
+
+def abnormal(
+    vitals: Sequence[Measure], labs: Sequence[Measure], now: datetime | None = None
+) -> tuple[list[Measure], list[Measure]]:
+    """The abnormal-results strip: (recent, older). Critical first, then abnormal labs, then flagged
+    vitals, newest first in each; results older than 30 days (but not stale) are listed apart."""
+    now = now or timezone.now()
     picked = []
     for tier, measures in ((0, labs), (1, vitals)):
         for m in measures:
-            if m.stale or not m.flagged:
+            if m.stale or not m.flagged or m.key in _NOT_IN_STRIP:
                 continue
-            level = m.latest.flag.level if m.latest.flag else "abnormal"
-            picked.append(((0 if level == "critical" else 1 + tier), rank.get(level, 2), m))
+            stamp = m.latest.when.sort_key.timestamp() if m.latest.when else 0.0
+            picked.append((0 if m.severity == 0 else 1 + tier, -stamp, m))
     picked.sort(key=lambda item: (item[0], item[1]))
-    return [m for _t, _r, m in itertools.islice(picked, 12)]
+    ordered = [m for _t, _s, m in picked]
+    cutoff = now - RECENT_STRIP
+    recent = [m for m in ordered if m.severity == 0 or (m.latest.when and m.latest.when.sort_key >= cutoff)]
+    return recent, [m for m in ordered if m not in recent]
+
+
+def not_judged(labs: Sequence[Measure]) -> int:
+    """Latest lab values that nothing judged: no interpretation and no reference range was sent."""
+    return sum(1 for m in labs if m.latest.no_range and not m.stale)

@@ -25,6 +25,11 @@ def iso(value: When | None) -> str:
 
 
 @register.filter
+def recent(value: When | None) -> str:
+    return formatting.format_recent(value)
+
+
+@register.filter
 def date_only(value: When | None, empty: str = "Not recorded") -> str:
     return formatting.format_date_only(value, empty)
 
@@ -37,6 +42,24 @@ def zone() -> str:
 @register.filter
 def any_history(measures: list[Measure]) -> bool:
     return any(len(m.history) > 1 for m in measures)
+
+
+@register.simple_tag
+def chart_span(measure: Measure) -> str:
+    return charts.chart_span(measure)
+
+
+@register.simple_tag
+def measured(m: Measure) -> SafeString:
+    """When the latest value was taken: date and time within the last week (order matters
+    there), else how long ago, with the exact time on hover."""
+    r = m.latest
+    if r.when is None:
+        return SafeString("Date not recorded")
+    exact = _esc(formatting.format_when(r.when))
+    shown = _esc(formatting.format_recent(r.when)) if m.fresh else _esc(m.age)
+    title = _esc(m.age) if m.fresh else exact
+    return SafeString(f'<time datetime="{_esc(formatting.iso(r.when))}" title="{title}">{shown}</time>')
 
 
 @register.simple_tag
@@ -60,8 +83,8 @@ def _esc(value: object) -> str:
 def reading_value(r: Reading) -> SafeString:
     if r.unit:
         unit = _esc(r.unit)
-    elif not r.absent and r.number is not None:
-        unit = "(no unit)"
+    elif not r.absent and (r.number is not None or r.decimal is not None):
+        unit = "(no unit)"  # a number whose unit was not sent: never let the reader guess one
     else:
         unit = ""
     note = f' <span class="status-note">({_esc(r.status_note)})</span>' if r.status_note else ""
@@ -91,7 +114,7 @@ def reading_flag(r: Reading) -> SafeString:
             )
         else:
             parts.append(f'<span class="flag flag-{_esc(flag.level)}">{mark}{_esc(flag.label)}{code}</span>')
-    elif flag and flag.source == "sender":
+    elif flag:  # judged and normal, by the EHR's word or its range: said, quietly
         parts.append(f'<span class="flag flag-normal">{_esc(flag.label)}</span>')
     if r.warning:
         parts.append(f'<span class="flag flag-quality">⚠ {_esc(r.warning)}</span>')

@@ -240,3 +240,37 @@ def test_it_checks_scopes(scope, allowed):
     from clinical import scopes
 
     assert scopes.check({scope}, "Condition", "search").allowed is allowed
+
+
+def test_a_problem_on_the_list_and_as_an_encounter_diagnosis_is_one_row_and_findings_come_last():
+    from clinical.dashboard import build_problems
+    from clinical.fhir import parse_resource
+
+    HTN = "Essential hypertension (disorder)"
+
+    def condition(cid, code, display, category, onset):
+        return parse_resource(
+            {
+                "resourceType": "Condition",
+                "id": cid,
+                "clinicalStatus": {"coding": [{"code": "active"}]},
+                "category": [{"coding": [{"code": category}]}],
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]},
+                "subject": {"reference": "Patient/pat-1"},
+                "onsetDateTime": onset,
+            },
+            "Condition",
+        )
+
+    active, _inactive, _err = build_problems(
+        (
+            condition("c1", "59621000", HTN, "encounter-diagnosis", "2026-06-25"),
+            condition("c2", "59621000", HTN, "problem-list-item", "2004"),
+            condition("c3", "73595000", "Stress (finding)", "problem-list-item", "2026-10-01"),
+            condition("c4", "44054006", "Type 2 diabetes mellitus (HCC)", "problem-list-item", "2010"),
+        )
+    )
+    assert [p.name for p in active] == ["Type 2 diabetes mellitus", "Essential hypertension", "Stress"]
+    hypertension = active[1]
+    assert sorted(hypertension.categories) == ["Encounter diagnosis", "Problem list"]
+    assert hypertension.onset_when.precision == "year"  # the earliest onset

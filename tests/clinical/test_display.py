@@ -58,7 +58,8 @@ def text(value: str, key: str | None, **kwargs) -> str:
 
 
 def test_it_lists_the_vitals_in_panel_order_then_the_labs():
-    assert [v.key for v in VITALS] == ["bp", "hr", "rr", "spo2", "temp", "weight", "height", "bmi", "head"]
+    keys = ["bp", "hr", "rr", "spo2", "temp", "weight", "height", "bmi", "head", "pain"]
+    assert [v.key for v in VITALS] == keys
     kinds = [x.kind for x in MEASURES]
     assert kinds == sorted(kinds, key=lambda k: k != "vital")  # vitals first
     assert all(x.group for x in MEASURES if x.kind == "lab")

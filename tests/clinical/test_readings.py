@@ -158,10 +158,44 @@ def test_the_strip_puts_critical_first_then_labs_then_vitals_and_leaves_out_stal
         NOW,
     )
     vitals = build_vitals([obs("8867-4", "2026-11-28T09:00:00Z", 120, ucum="/min")], "", ADULT, NOW)
-    assert [m.key for m in abnormal(vitals, labs)] == ["potassium", "glucose", "hr"]
+    recent, older = abnormal(vitals, labs, NOW)
+    assert [m.key for m in recent] == ["potassium", "glucose", "hr"] and older == []
 
 
 def test_a_childs_normal_vitals_are_not_flagged_by_adult_rules():
     child = Person(date(2022, 11, 9), "female")
     vitals = by_key(build_vitals([obs("8867-4", "2026-11-28T09:00:00Z", 114, ucum="/min")], "", child, NOW))
     assert vitals["hr"].latest.flag is None
+
+
+def test_a_critical_value_that_came_back_down_stays_in_view_and_a_cancelled_repeat_is_owed():
+    hh = [{"coding": [{"code": "HH"}]}]
+    high = [{"coding": [{"code": "H"}]}]
+    cancelled = obs(
+        "2823-3", "2026-11-28T04:00:00Z", status="cancelled", note=[{"text": "Hemolyzed, recollect"}]
+    )
+    potassium = by_key(
+        build_labs(
+            [
+                obs("2823-3", "2026-11-26T19:25:00Z", 6.8, ucum="mmol/L", interpretation=hh),
+                obs("2823-3", "2026-11-27T01:48:00Z", 5.6, ucum="mmol/L", interpretation=high),
+                cancelled,
+            ],
+            "",
+            ADULT,
+            NOW,
+        )
+    )["potassium"]
+    assert potassium.latest.value == "5.6" and potassium.recent_critical.value == "6.8"
+    assert potassium.severity == 0 and potassium.open_item.endswith("Hemolyzed, recollect")
+    assert potassium.change == "↓ 1.2" and potassium.change_since == "since 26 Nov"
+
+
+def test_older_abnormal_results_and_body_size_stay_out_of_the_recent_strip():
+    high = [{"coding": [{"code": "H"}]}]
+    labs = build_labs([obs("4548-4", "2026-03-01", 7.4, ucum="%", interpretation=high)], "", ADULT, NOW)
+    vitals = build_vitals(
+        [obs("39156-5", "2026-11-28T09:00:00Z", 31.2, ucum="kg/m2", interpretation=high)], "", ADULT, NOW
+    )
+    recent, older = abnormal(vitals, labs, NOW)
+    assert recent == [] and [m.key for m in older] == ["hba1c"]

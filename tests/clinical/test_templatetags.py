@@ -38,8 +38,9 @@ def test_the_ehrs_flag_and_the_apps_own_cut_off_look_different():
     assert 'class="flag flag-app flag-high"' in app and "<small>(app)</small>" in app
 
 
-def test_a_value_within_range_is_not_flagged_but_the_ehrs_normal_is_shown_quietly():
-    assert reading_flag(Reading(WHEN, "4.1", flag=Flag("normal", "Within range", "range"))) == ""
+def test_a_judged_normal_value_is_said_quietly_whoever_judged_it():
+    within = reading_flag(Reading(WHEN, "4.1", flag=Flag("normal", "Within range", "range")))
+    assert within == '<span class="flag flag-normal">Within range</span>'
     normal = reading_flag(Reading(WHEN, "4.1", flag=Flag("normal", "Normal", "sender", "N")))
     assert normal == '<span class="flag flag-normal">Normal</span>'
 
