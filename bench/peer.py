@@ -73,14 +73,12 @@ def fhirclient_run(fhir_base: str, token: str, queries: list[Any]) -> Callable[[
                 model.read(q.resource_id, server)
                 fetched += 1
                 continue
-            if q.max_entries:  # one page of that size, as ours
-                search = model.where(struct={**dict(q.params), "_count": str(q.max_entries)})
-                fetched += len(search.perform_resources(server))
-                continue
-            search = model.where(struct={**dict(q.params), "_count": page_size})
+            limit = q.max_entries or cap  # one page of max_entries, as ours, or paged to the cap
+            size = str(q.max_entries) if q.max_entries else page_size
+            search = model.where(struct={**dict(q.params), "_count": size})
             for n, _resource in enumerate(search.perform_resources_iter(server), start=1):
                 fetched += 1
-                if n >= cap:
+                if n >= limit:
                     break
         return fetched
 

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from clinical import display, fhir, scopes
+from clinical import capabilities, display, fhir, scopes
 from clinical.parallel import run_parallel
 from clinical.readings import (
     LOINC,
@@ -483,21 +483,34 @@ class Query:
     resource_id: str = ""
     params: tuple[tuple[str, str], ...] = ()
     max_entries: int | None = None  # None: the client's cap; otherwise one page of this size
+    operation: str = ""  # a searchset operation on the type ("lastn")
 
     @property
     def panel(self) -> str:
         return self.name.split(":", 1)[0]
 
 
-def plan_queries(patient_id: str, encounter_id: str = "", panels: Collection[str] = PANELS) -> list[Query]:
+def plan_queries(
+    patient_id: str, encounter_id: str = "", panels: Collection[str] = PANELS, *, lastn: bool = False
+) -> list[Query]:
     """The interactions a dashboard makes, slowest first (they leave one after another).
 
-    Vital signs are asked for per measure (newest first, one small page each), so a rare measure
-    (a weight among thousands of home blood pressures) is never pushed out of a capped page; one
-    more page of the category catches vital signs of codes the app does not know.
+    Where the server offers `Observation/$lastn` (`lastn`), one request per category brings the
+    latest readings of every code. Otherwise vital signs are asked for per measure (newest
+    first, one small page each), so a rare measure (a weight among thousands of home blood
+    pressures) is never pushed out of a capped page; one more page of the category catches
+    vital signs of codes the app does not know.
     """
     queries: list[Query] = []
-    if "vitals" in panels:
+    if lastn:
+        for name, category, most in (
+            ("vitals:lastn", "vital-signs", settings.FHIR_MEASURE_COUNT),
+            ("labs", "laboratory", settings.FHIR_LAB_HISTORY),
+        ):
+            if name.split(":")[0] in panels:
+                params = {"patient": patient_id, "category": category, "max": str(most)}
+                queries.append(Query(name, "Observation", params=tuple(params.items()), operation="lastn"))
+    elif "vitals" in panels:
         count = settings.FHIR_MEASURE_COUNT
         for key, codes in VITAL_QUERIES:
             params = {**_category_params(patient_id, "vital-signs"), "code": code_param(codes)}
@@ -505,7 +518,7 @@ def plan_queries(patient_id: str, encounter_id: str = "", panels: Collection[str
             queries.append(query)
         params = _category_params(patient_id, "vital-signs")
         queries.append(Query("vitals:*", "Observation", params=tuple(params.items()), max_entries=count))
-    if "labs" in panels:
+    if "labs" in panels and not lastn:
         params = _category_params(patient_id, "laboratory")
         queries.append(Query("labs", "Observation", params=tuple(params.items())))
     if "problems" in panels:
@@ -554,7 +567,10 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Perso
                 seen.add(key)
                 observations.append(obs)
     names = _VITAL_NAMES
-    unsorted = [k for k, r in ok.items() if r.truncated and not _sorted_newest_first(r.resources)]
+    by_lastn = "vitals:lastn" in ok  # every code at once: grouped by code, not sorted by date
+    unsorted = [
+        k for k, r in ok.items() if r.truncated and not by_lastn and not _sorted_newest_first(r.resources)
+    ]
     if unsorted:
         warnings.append(f"Vital signs: {UNSORTED_NOTE}.")
     for key, exc in failed.items():
@@ -568,14 +584,20 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Perso
         names[k]
         for k, _codes in VITAL_QUERIES
         if k not in present
-        and f"vitals:{k}" in ok
+        and (by_lastn or f"vitals:{k}" in ok)
         and k != "pain"  # not every setting scores pain: its absence is not worth a line
         and (k != "head" or person.is_young_child())
     )
     capped = tuple(
         names[k]
         for k, _codes in VITAL_QUERIES
-        if k in present and (r := ok.get(f"vitals:{k}")) is not None and r.truncated
+        if k in present
+        and (
+            ((r := ok.get(f"vitals:{k}")) is not None
+            and r.truncated)
+            or (by_lastn
+            and len(next(m for m in measures if m.key == k).history) >= settings.FHIR_MEASURE_COUNT)
+        )
     )
     state = PanelState("ok", shown=len(observations), skipped=skipped, warnings=tuple(warnings))
     return MeasuresPanel(
@@ -608,7 +630,9 @@ def build_dashboard(
     tasks: dict[str, Callable[[], Any]] = {}
     outcome: dict[str, Any] = {}
 
-    for query in plan_queries(patient_id, encounter_id, panels):
+    # One look at the server's CapabilityStatement per process and hour (clinical/capabilities.py).
+    lastn = bool({"vitals", "labs"} & set(panels)) and capabilities.supports_lastn(client)
+    for query in plan_queries(patient_id, encounter_id, panels, lastn=lastn):
         rtype = query.resource_type
         if query.resource_id:
             if not scopes.check(granted_scopes, rtype, "read", levels=levels).allowed:
@@ -622,7 +646,11 @@ def build_dashboard(
             outcome[query.name] = _not_authorized(scopes.describe(rtype, levels))
             continue
         search = {**params, **dict(grant.restrictions)}
-        if query.max_entries:
+        if query.operation:
+            tasks[query.name] = lambda q=query, p=search: only_patient(
+                client.search(q.resource_type, p, operation=q.operation), patient_id
+            )
+        elif query.max_entries:
             search["_count"] = str(query.max_entries)
             tasks[query.name] = lambda q=query, p=search: only_patient(
                 client.search(q.resource_type, p, max_pages=1, max_entries=q.max_entries), patient_id

@@ -42,6 +42,7 @@ OUTCOME_TIMEOUT = "timeout"
 # FHIR ids: the one pattern (smartapp.safety), [A-Za-z0-9-.]{1,256} (Epic's run past 64).
 ID_PATTERN = safety.FHIR_ID
 _RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+_OPERATION_RE = re.compile(r"^[a-z][A-Za-z-]{0,63}$")
 _DIAGNOSTICS_MAX = 300
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -536,6 +537,17 @@ class FhirClient:
         with self._accesses_lock:
             return list(self._waits)
 
+    def capabilities(self) -> dict:
+        """GET [base]/metadata as plain JSON: what the server supports (its operations, say).
+
+        Reference: https://hl7.org/fhir/R4/http.html#capabilities
+        """
+        # Not recorded among `accesses`: no patient's data, so nothing for the audit trail.
+        body, status = self._get(f"{self.base_url}/metadata", _read_json)
+        if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+            raise InvalidResponse("the metadata is not a CapabilityStatement", status_code=status)
+        return body
+
     def read(self, resource_type: str, resource_id: str) -> Any:
         """GET [base]/[type]/[id] → the parsed R4B resource."""
         _check_type(resource_type)
@@ -565,17 +577,22 @@ class FhirClient:
         *,
         max_pages: int | None = None,
         max_entries: int | None = None,
+        operation: str = "",
     ) -> SearchResult:
-        """GET [base]/[type]?params, following `next` links within the page and entry caps.
+        """GET [base]/[type]?params (or a searchset operation, [base]/[type]/$op?params), following
+        `next` links within the page and entry caps.
 
         Each page is streamed: entries past the entry cap are never parsed (`read_page`).
         Reference: https://hl7.org/fhir/R4/http.html#paging
         """
         _check_type(resource_type)
+        if operation and not _OPERATION_RE.match(operation):
+            raise ValueError("invalid operation name")
         max_pages = max_pages or self.max_pages
         max_entries = max_entries or self.max_entries
         query = {"_count": str(min(self.page_size, max_entries)), **dict(params or {})}
-        first = requests.Request("GET", f"{self.base_url}/{resource_type}", params=query).prepare().url
+        path = f"{self.base_url}/{resource_type}" + (f"/${operation}" if operation else "")
+        first = requests.Request("GET", path, params=query).prepare().url
         url: str | None = first
         seen: set[str] = set()
         acc = _Paging()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from clinical.measures import measure_for
 
@@ -79,6 +80,7 @@ _SEMANTIC_TAGS = (
 _TAG_AT_END = re.compile(r"\s*\((?:" + "|".join(re.escape(t) for t in _SEMANTIC_TAGS) + r")\)\s*$")
 
 
+@lru_cache(maxsize=4096)
 def strip_semantic_tag(text: str) -> str:
     """Drop a SNOMED CT semantic tag at the end ("… (disorder)"); other parentheses stay."""
     return _TAG_AT_END.sub("", text or "").strip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, localcontext
+from functools import lru_cache
 
 # What a clinician reads for whole UCUM codes that the piecewise rules below would not get right.
 _WHOLE: dict[str, str] = {
@@ -101,6 +102,7 @@ def plain_number(value: Decimal) -> str:
     return format(value, "f")
 
 
+@lru_cache(maxsize=1024)  # pure, and asked thousands of times per page for a handful of units
 def unit_code(code: str | None, unit: str | None = None) -> str:
     """The UCUM code of a Quantity: its `code`, else a `unit` text recognised as one; '' if none.
 
@@ -115,6 +117,7 @@ def unit_code(code: str | None, unit: str | None = None) -> str:
     return raw
 
 
+@lru_cache(maxsize=1024)
 def human_unit(code: str | None, unit: str | None = None) -> str:
     """What a clinician reads for a UCUM code (or, without one, the Quantity's unit text).
 

@@ -257,6 +257,8 @@ FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
 FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
 # Readings fetched per vital-sign measure (one page each): the latest, the previous, the chart.
 FHIR_MEASURE_COUNT = env.int("FHIR_MEASURE_COUNT", default=100)
+# Results per lab test where the server offers Observation/$lastn (each test's history).
+FHIR_LAB_HISTORY = env.int("FHIR_LAB_HISTORY", default=20)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
 FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
 for _name in (
@@ -265,6 +267,7 @@ for _name in (
     "FHIR_MAX_ENTRIES",
     "FHIR_MAX_WORKERS",
     "FHIR_MEASURE_COUNT",
+    "FHIR_LAB_HISTORY",
     "FHIR_QUERY_THREADS",
 ):
     if globals()[_name] < 1:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from clinical import capabilities
 from smartapp.models import Ehr
+
+
+@pytest.fixture(autouse=True)
+def _fresh_capabilities():
+    """Each test asks the FHIR server's CapabilityStatement anew (the answer is kept per process)."""
+    capabilities.forget()
+    yield
+    capabilities.forget()
 
 
 @pytest.fixture

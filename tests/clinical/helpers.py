@@ -13,7 +13,17 @@ def category(code: str):
     return [matchers.query_param_matcher({"category": code}, strict_match=False)]
 
 
-def register_all(rsps, *, patient=None, encounter=None, vitals=None, labs=None, conditions=None):
+METADATA = {
+    "resourceType": "CapabilityStatement",
+    "status": "active",
+    "kind": "instance",
+    "fhirVersion": "4.0.1",
+}
+
+
+def register_all(
+    rsps, *, patient=None, encounter=None, vitals=None, labs=None, conditions=None, metadata=METADATA
+):
     """Each argument: None → the fixture; a dict → that JSON; an int → that status; an exception → raised."""
 
     def add(url, value, default, match=()):
@@ -26,6 +36,7 @@ def register_all(rsps, *, patient=None, encounter=None, vitals=None, labs=None, 
         else:
             rsps.get(url, json=value, match=list(match))
 
+    rsps.get(f"{BASE}/metadata", json=metadata)  # no $lastn: the per-measure searches
     add(f"{BASE}/Patient/pat-1", patient, "patient")
     add(f"{BASE}/Encounter/enc-1", encounter, "encounter")
     add(f"{BASE}/Observation", vitals, "vitals", category("vital-signs"))

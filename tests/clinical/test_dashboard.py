@@ -124,6 +124,7 @@ def test_the_searches_leave_before_the_single_reads():
     register_all(responses)
     build(max_workers=1)  # one lane: the order of requests is the order of the wave
     sent = [c.request.url.split("?")[0].removeprefix(BASE + "/") for c in responses.calls]
+    assert sent.pop(0) == "metadata"  # what the server offers is known before the wave is planned
     searches = ["Observation"] * (len(dashboard.VITAL_QUERIES) + 2) + ["Condition"]
     assert sent == [*searches, "Encounter/enc-1", "Patient/pat-1"]
 
@@ -218,7 +219,9 @@ def test_it_skips_the_banner_query_when_not_requested():
     register_all(responses)
     d = build(panels=("vitals",))
     assert d.banner.state.status == "absent"
-    sent = sorted(c.request.url.split("?")[0] for c in responses.calls)
+    sent = sorted(
+        c.request.url.split("?")[0] for c in responses.calls if not c.request.url.endswith("/metadata")
+    )
     # the Patient read serves the flags (age and sex), not a banner
     assert sent == [f"{BASE}/Observation"] * (len(dashboard.VITAL_QUERIES) + 1) + [f"{BASE}/Patient/pat-1"]
 
@@ -274,3 +277,60 @@ def test_a_problem_on_the_list_and_as_an_encounter_diagnosis_is_one_row_and_find
     hypertension = active[1]
     assert sorted(hypertension.categories) == ["Encounter diagnosis", "Problem list"]
     assert hypertension.onset_when.precision == "year"  # the earliest onset
+
+
+LASTN_METADATA = {
+    "resourceType": "CapabilityStatement",
+    "status": "active",
+    "kind": "instance",
+    "fhirVersion": "4.0.1",
+    "rest": [
+        {
+            "mode": "server",
+            "resource": [
+                {
+                    "type": "Observation",
+                    "operation": [
+                        {
+                            "name": "lastn",
+                            "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+@responses.activate
+def test_where_the_server_offers_lastn_one_request_per_category_brings_every_measure():
+    register_all(responses, metadata=LASTN_METADATA)
+    lastn = load("vitals")
+    responses.get(f"{BASE}/Observation/$lastn", json=lastn, match=[category("vital-signs")[0]])
+    responses.get(f"{BASE}/Observation/$lastn", json=load("labs"), match=[category("laboratory")[0]])
+    d = build()
+    paths = sorted(c.request.url.split("?")[0].removeprefix(BASE + "/") for c in responses.calls)
+    assert paths == [
+        "Condition",
+        "Encounter/enc-1",
+        "Observation/$lastn",
+        "Observation/$lastn",
+        "Patient/pat-1",
+        "metadata",
+    ]
+    queries = [c.request.url for c in responses.calls if "$lastn" in c.request.url]
+    assert all("max=" in q and "patient=pat-1" in q for q in queries)
+    assert [m.key for m in d.vitals.measures] == ["bp", "hr", "temp", "weight"]
+    assert d.vitals.missing == ("Respiratory rate", "SpO₂", "Height", "BMI")
+    assert "Potassium" in {m.label for m in d.labs.measures}
+
+
+def test_it_reads_lastn_from_a_capability_statement_and_nothing_else():
+    from clinical.capabilities import offers_lastn
+
+    assert offers_lastn(LASTN_METADATA)
+    assert not offers_lastn(
+        {"resourceType": "CapabilityStatement", "rest": [{"resource": [{"type": "Patient"}]}]}
+    )
+    assert not offers_lastn({"rest": "junk"}) and not offers_lastn([])

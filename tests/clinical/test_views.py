@@ -101,7 +101,7 @@ def test_it_retries_one_panel(client, launch):
     assert html.lstrip().startswith("<section") and "Potassium" in html
     # the labs search, and the patient's age and sex for age- and sex-specific ranges
     sent = sorted(c.request.url.split("?")[0] for c in responses.calls)
-    assert sent == [f"{BASE}/Observation", f"{BASE}/Patient/pat-1"]
+    assert sent == [f"{BASE}/Observation", f"{BASE}/Patient/pat-1", f"{BASE}/metadata"]
     full = client.get(url(launch, "clinical:panel", name="labs"))
     assert "<html" in full.content.decode() and "Back to the full summary" in full.content.decode()
     assert client.get(url(launch, "clinical:panel", name="secrets")).status_code == 404

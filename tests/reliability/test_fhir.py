@@ -108,8 +108,8 @@ def test_it_refreshes_once_on_a_persistent_401_then_says_access_ended(dash, rsta
 
 @E2E
 def test_it_does_not_follow_a_looping_next_link_of_a_measure(rbrowser, rstack, leaks):
-    """Vital signs are one page per measure: a looping `next` is never followed (loop detection
-    itself is covered in tests/clinical/test_fhir.py)."""
+    """Vital signs come from $lastn (the sandbox offers it) or one page per measure: a looping
+    `next` is never followed (loop detection itself is covered in tests/clinical/test_fhir.py)."""
     page = rbrowser.standalone_launch(patient="pat-brooks")
     rstack.sandbox.set_faults(rstack.client_id, looping_next=True, resource_type="Observation")
     html = rbrowser.get(page.url).text
