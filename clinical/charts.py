@@ -33,7 +33,9 @@ def _num(value: float) -> str:
 
 def _label(value: float, definition: display.MeasureDef | None = None) -> str:
     """Labels at the measure's own precision (HR 82, not 82.0); 3 significant digits otherwise."""
-    return display.show_number(Decimal(repr(round(value, 6))), definition).text
+    if definition is not None and definition.decimals is not None:
+        return f"{value:.{definition.decimals}f}"  # a chart label, hundreds per page: no Decimal
+    return display.show_number(Decimal(repr(round(value, 6))), None).text
 
 
 def window(points: Sequence[Point], now_ts: float) -> tuple[Point, ...]:
@@ -145,8 +147,19 @@ def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> 
     def y(v: float) -> float:
         return PAD_TOP + (1 - (min(max(v, v0), v1) - v0) / (v1 - v0)) * inner_h
 
+    labels: dict[float, str] = {}
+
     def label(v: float) -> str:
-        return _label(v, measure.definition)
+        if v not in labels:
+            labels[v] = _label(v, measure.definition)
+        return labels[v]
+
+    times: dict[When, str] = {}
+
+    def when_text(w: When) -> str:
+        if w not in times:
+            times[w] = escape(format_when(w))
+        return times[w]
 
     parts = [_band(measure, v0, v1, y)]
     for index, (t, lo, hi) in day_ranges:
@@ -164,7 +177,7 @@ def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> 
             parts.append(
                 f'<circle class="{cls} chart-point-{index}" cx="{_num(x(w.sort_key.timestamp()))}" '
                 f'cy="{_num(y(v))}" r="{3.2 if current else 2.4}"><title>{escape(s.label)} '
-                f"{escape(label(v))} {escape(s.unit)}, {escape(format_when(w))}</title></circle>"
+                f"{escape(label(v))} {escape(s.unit)}, {when_text(w)}</title></circle>"
             )
         last = points[-1]
         parts.append(
