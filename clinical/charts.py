@@ -38,11 +38,12 @@ def _label(value: float, definition: display.MeasureDef | None = None) -> str:
     return display.show_number(Decimal(repr(round(value, 6))), None).text
 
 
-def window(points: Sequence[Point], now_ts: float) -> tuple[Point, ...]:
-    """The last 12 months plus the reading just before them; all points when none is that recent."""
-    start = now_ts - WINDOW.total_seconds()
+def window(points: Sequence[Point], now_ts: float, since_ts: float | None = None) -> tuple[Point, ...]:
+    """The last 12 months (or, for an inpatient stay, since admission: `since_ts`) plus the
+    reading just before them; all points when too few are that recent (never an empty chart)."""
+    start = since_ts if since_ts is not None else now_ts - WINDOW.total_seconds()
     inside = [i for i, p in enumerate(points) if p[0].sort_key.timestamp() >= start]
-    if len(inside) < 2:
+    if not inside or (since_ts is None and len(inside) < 2):
         return tuple(points)
     first = max(inside[0] - 1, 0)
     return tuple(points[first:])
@@ -108,23 +109,25 @@ def _span(points: Sequence[Point]) -> str:
     return f"{round(days / 365.25)} years"
 
 
-def chart_span(measure: Measure, now_ts: float | None = None) -> str:
-    """The caption's description of the window: "last 16 days · 100 readings"."""
+def chart_span(measure: Measure, now_ts: float | None = None, since_ts: float | None = None) -> str:
+    """The caption's description of the window: "16 days · 100 readings"."""
     now_ts = now_ts if now_ts is not None else timezone.now().timestamp()
     for s in measure.series:
-        points = merge_same_instant(window(s.points, now_ts))
+        points = merge_same_instant(window(s.points, now_ts, since_ts))
         if len(points) >= 2:
             return f"{_span(points)} · {len(points)} readings"
     return ""
 
 
-def line_chart(measure: Measure, chart_id: str, now_ts: float | None = None) -> SafeString:
+def line_chart(
+    measure: Measure, chart_id: str, now_ts: float | None = None, since_ts: float | None = None
+) -> SafeString:
     """An SVG of the measure's series on shared axes, with a <title> on every point."""
     now_ts = now_ts if now_ts is not None else timezone.now().timestamp()
     shaped: list[tuple[Series, tuple[Point, ...]]] = []
     day_ranges: list[tuple[int, Range]] = []
     for s in measure.series:
-        points, ranges = downsample(merge_same_instant(window(s.points, now_ts)))
+        points, ranges = downsample(merge_same_instant(window(s.points, now_ts, since_ts)))
         if len(points) >= 2:
             day_ranges.extend((len(shaped), r) for r in ranges)
             shaped.append((s, points))

@@ -95,10 +95,16 @@ class EncounterPanel:
     locations: tuple[str, ...] = ()
     participants: tuple[tuple[str, str], ...] = ()  # (role, name)
     reasons: tuple[str, ...] = ()
+    class_code: str = ""  # the v3 ActCode (IMP, EMER, AMB, ...)
 
     @property
     def finished(self) -> bool:
         return self.status in ("finished", "cancelled", "entered-in-error")
+
+    @property
+    def inpatient(self) -> bool:
+        """An admission still going on: its charts follow the stay."""
+        return self.status == "in-progress" and self.class_code in _INPATIENT_CLASSES
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,7 @@ def build_encounter(encounter: Any, patient_id: str) -> EncounterPanel:
         )
         if encounter.class_fhir
         else "",
+        class_code=(encounter.class_fhir.code or "").upper() if encounter.class_fhir else "",
         types=tuple(t for t in (concept_text(t) for t in encounter.type or []) if t),
         status=encounter.status or "",
         start=When.parse(period.start) if period else None,
@@ -283,6 +290,7 @@ def build_encounter(encounter: Any, patient_id: str) -> EncounterPanel:
 
 
 _ACTIVE = {"active", "recurrence", "relapse"}
+_INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "OBSENC", "EMER", "SS"}
 # Reference: https://terminology.hl7.org/CodeSystem-condition-category.html (and US Core's)
 _CATEGORIES = {
     "problem-list-item": "Problem list",

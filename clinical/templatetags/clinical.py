@@ -44,9 +44,19 @@ def any_history(measures: list[Measure]) -> bool:
     return any(len(m.history) > 1 for m in measures)
 
 
-@register.simple_tag
-def chart_span(measure: Measure) -> str:
-    return charts.chart_span(measure)
+def _stay_start(context) -> float | None:
+    """An in-progress inpatient stay's start: its vital-sign charts show the stay, not a year."""
+    d = context.get("d")
+    encounter = getattr(d, "encounter", None)
+    if encounter is None or not encounter.state.ok or not encounter.inpatient or encounter.start is None:
+        return None
+    return encounter.start.sort_key.timestamp()
+
+
+@register.simple_tag(takes_context=True)
+def chart_span(context, measure: Measure) -> str:
+    since = _stay_start(context) if measure.definition and measure.definition.kind == "vital" else None
+    return charts.chart_span(measure, since_ts=since)
 
 
 @register.simple_tag
@@ -62,10 +72,11 @@ def measured(m: Measure) -> SafeString:
     return SafeString(f'<time datetime="{_esc(formatting.iso(r.when))}" title="{title}">{shown}</time>')
 
 
-@register.simple_tag
-def trend_chart(measure: Measure, prefix: str, index: int, group: str = "") -> SafeString:
+@register.simple_tag(takes_context=True)
+def trend_chart(context, measure: Measure, prefix: str, index: int, group: str = "") -> SafeString:
     suffix = f"-{slugify(group)}" if group else ""
-    return charts.line_chart(measure, f"{prefix}{suffix}-chart-{index}")
+    since = _stay_start(context) if prefix == "vitals" else None
+    return charts.line_chart(measure, f"{prefix}{suffix}-chart-{index}", since_ts=since)
 
 
 # Per-row markup as tags: an {% include %} per history row (up to 50 per measure, two per lab
