@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from django.core.cache import cache
+
+from smartapp import cachepolicy
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _cache_key(url: str) -> str:
 
 
 def cached(url: str) -> dict[str, str] | None:
-    return cache.get(_cache_key(url))
+    return cachepolicy.get(cachepolicy.STYLE, _cache_key(url))
 
 
 def fetch(url: str, session: requests.Session | None = None) -> dict[str, str]:
@@ -185,4 +186,4 @@ def fetch(url: str, session: requests.Session | None = None) -> dict[str, str]:
 
 
 def store(url: str, props: dict[str, str]) -> None:
-    cache.set(_cache_key(url), props, STYLE_CACHE_SECONDS if props else 300)
+    cachepolicy.set(cachepolicy.STYLE, _cache_key(url), props, STYLE_CACHE_SECONDS if props else 300)
