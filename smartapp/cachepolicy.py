@@ -20,16 +20,20 @@ for it again, so an outage does not flood the log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.db import DatabaseCache
 from django.db import Error as DatabaseError
+from django.db import connections, router, transaction
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -100,10 +104,28 @@ def _worked(use: Use) -> None:
                 logger.warning("cache available again for %s", use.name)
 
 
+@contextlib.contextmanager
+def _savepoint() -> Iterator[None]:
+    """Confine a failed query of the table cache to a savepoint inside a caller's transaction.
+
+    PostgreSQL refuses every later query of a transaction in which one failed, so a missing
+    cache table (or a cache row lock error) would otherwise break the caller's own work.
+    """
+    backend = caches["default"]
+    if isinstance(backend, DatabaseCache):
+        alias = router.db_for_write(backend.cache_model_class)
+        if connections[alias].in_atomic_block:
+            with transaction.atomic(using=alias):
+                yield
+            return
+    yield
+
+
 def get(use: Use, key: str) -> Any:
     """The cached value, or None (also: outage of a use that works without the cache)."""
     try:
-        value = cache.get(key)
+        with _savepoint():
+            value = cache.get(key)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return None
@@ -114,7 +136,8 @@ def get(use: Use, key: str) -> Any:
 def set(use: Use, key: str, value: Any, timeout: float) -> None:
     """Store `value` for `timeout` seconds (skipped in an outage of a use that works without it)."""
     try:
-        cache.set(key, value, timeout)
+        with _savepoint():
+            cache.set(key, value, timeout)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return
@@ -127,7 +150,8 @@ def add(use: Use, key: str, value: Any, timeout: float) -> bool:
     For a use that works without the cache, an outage reads as True (nothing to conflict with).
     """
     try:
-        added = cache.add(key, value, timeout)
+        with _savepoint():
+            added = cache.add(key, value, timeout)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return True
@@ -138,7 +162,8 @@ def add(use: Use, key: str, value: Any, timeout: float) -> bool:
 def delete(use: Use, key: str) -> None:
     """Drop `key`; in an outage the key expires by itself (logged once, never raised)."""
     try:
-        cache.delete(key)
+        with _savepoint():
+            cache.delete(key)
     except CACHE_ERRORS as exc:
         _failed(use, exc, may_raise=False)
         return
@@ -148,8 +173,9 @@ def delete(use: Use, key: str) -> None:
 def release(use: Use, key: str, owner: str) -> None:
     """Drop a lock `key` if `owner` still holds it; in an outage the lock expires by itself."""
     try:
-        if cache.get(key) == owner:
-            cache.delete(key)
+        with _savepoint():
+            if cache.get(key) == owner:
+                cache.delete(key)
     except CACHE_ERRORS as exc:
         _failed(use, exc, may_raise=False)
 
