@@ -106,10 +106,12 @@ def _worked(use: Use) -> None:
 
 @contextlib.contextmanager
 def _savepoint() -> Iterator[None]:
-    """Confine a failed query of the table cache to a savepoint inside a caller's transaction.
+    """Confine a failed delete of the table cache to a savepoint inside a caller's transaction.
 
     PostgreSQL refuses every later query of a transaction in which one failed, so a missing
-    cache table (or a cache row lock error) would otherwise break the caller's own work.
+    cache table would otherwise break the caller's own work: an admin saving an EHR invalidates
+    the CSP origins inside the admin's transaction. The table cache's set and add already run in
+    their own savepoint; reads are made outside transactions.
     """
     backend = caches["default"]
     if isinstance(backend, DatabaseCache):
@@ -124,8 +126,7 @@ def _savepoint() -> Iterator[None]:
 def get(use: Use, key: str) -> Any:
     """The cached value, or None (also: outage of a use that works without the cache)."""
     try:
-        with _savepoint():
-            value = cache.get(key)
+        value = cache.get(key)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return None
@@ -136,8 +137,7 @@ def get(use: Use, key: str) -> Any:
 def set(use: Use, key: str, value: Any, timeout: float) -> None:
     """Store `value` for `timeout` seconds (skipped in an outage of a use that works without it)."""
     try:
-        with _savepoint():
-            cache.set(key, value, timeout)
+        cache.set(key, value, timeout)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return
@@ -150,8 +150,7 @@ def add(use: Use, key: str, value: Any, timeout: float) -> bool:
     For a use that works without the cache, an outage reads as True (nothing to conflict with).
     """
     try:
-        with _savepoint():
-            added = cache.add(key, value, timeout)
+        added = cache.add(key, value, timeout)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return True
