@@ -18,10 +18,17 @@ install: $(VENV)/.deps
 run: install
 	DEBUG=True $(PY) manage.py rundemo
 
-## Debian's Chromium for the browser tests (Playwright cannot download browsers here).
-browser-deps:
+## Debian's Chromium for the browser tests (Playwright cannot download browsers here), and axe-core
+## (npm, pinned in package-lock.json) for their accessibility check.
+browser-deps: node_modules/axe-core/axe.min.js
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -47,6 +47,8 @@ def measure(stack, latency: int, cfg: runner.Settings, log) -> dict[str, Any]:
     record.update(runner.side_by_side(stack, token, cfg.peer_runs))
     log(f"  fhirclient / ours {record['ratio_vs_fhirclient']}x")
     record.update(runner.big_patient(stack, cfg.big_runs))
+    small = record["launch_hops_ms"].get("dashboard") or 0.0
+    record["big_patient_vs_small"] = round(record["big_patient_dashboard_ms"] / small, 2) if small else None
     log(f"  10k patient {record['big_patient_ms']} ms, +{record['big_patient_rss_mb']} MB")
     return record
 

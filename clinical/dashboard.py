@@ -8,63 +8,43 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from clinical import fhir, scopes
+from clinical import display, fhir, scopes
 from clinical.parallel import run_parallel
+from clinical.readings import (
+    LOINC,
+    Measure,
+    Person,
+    When,
+    abnormal,
+    build_labs,
+    build_vitals,
+    codes_of,
+    concept_full,
+    concept_text,
+    format_decimal,
+    lab_groups,
+    observation_effective,
+    reference_id,
+)
 
 logger = logging.getLogger(__name__)
 
 PANELS = ("banner", "encounter", "vitals", "labs", "problems")
-LOINC = "http://loinc.org"
-DASH = "\u2013"  # en dash, for ranges and missing BP parts
-CHART_MAX_POINTS = 200
-
-# --- Small value types -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class When:
-    """A FHIR date/dateTime with its precision (year, month, day or minute), sortable."""
-
-    sort_key: datetime
-    precision: str = field(compare=False)
-    value: datetime | date = field(compare=False)
-
-    @classmethod
-    def parse(cls, raw: Any) -> When | None:
-        if raw is None:
-            return None
-        if isinstance(raw, datetime):
-            aware = raw if raw.tzinfo else raw.replace(tzinfo=UTC)
-            return cls(aware.astimezone(UTC), "minute", aware)
-        if isinstance(raw, date):
-            return cls(datetime(raw.year, raw.month, raw.day, tzinfo=UTC), "day", raw)
-        if isinstance(raw, str):
-            text = raw.strip()
-            try:
-                if re.fullmatch(r"\d{4}", text):
-                    d = date(int(text), 1, 1)
-                    return cls(datetime(d.year, 1, 1, tzinfo=UTC), "year", d)
-                if re.fullmatch(r"\d{4}-\d{2}", text):
-                    d = date(int(text[:4]), int(text[5:7]), 1)
-                    return cls(datetime(d.year, d.month, 1, tzinfo=UTC), "month", d)
-                if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-                    return cls.parse(date.fromisoformat(text))
-                return cls.parse(datetime.fromisoformat(text.replace("Z", "+00:00")))
-            except ValueError:
-                return None
-        return None
-
-
+SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
+# One search per vital-sign measure; blood pressure as a panel and as separate readings in one.
+VITAL_QUERIES: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (m.key, m.codes | (frozenset({SYSTOLIC, DIASTOLIC}) if m.key == "bp" else frozenset()))
+    for m in display.VITALS
+)
+_VITAL_NAMES = {m.key: m.name for m in display.VITALS}
 @dataclass(frozen=True)
 class PanelState:
     """How a panel's query went, and how complete its data is."""
@@ -87,48 +67,6 @@ class PanelState:
     @property
     def capped(self) -> bool:
         return self.truncated and self.truncated_reason == "capped"
-
-
-@dataclass(frozen=True)
-class Flag:
-    level: str  # critical | high | low | abnormal | normal
-    label: str
-    code: str = ""
-    derived: bool = False  # computed from the reference range, not sent by the EHR
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One observed value, ready to show: text, unit, time, and a number for charts."""
-
-    when: When | None
-    value: str
-    unit: str = ""
-    number: float | None = None
-    in_encounter: bool = False
-    status_note: str = ""
-    absent: bool = False
-    reference_range: str = ""
-    flag: Flag | None = None
-
-
-@dataclass(frozen=True)
-class Series:
-    label: str
-    unit: str
-    points: tuple[tuple[When, float, bool], ...]  # (when, value, in current encounter), oldest first
-    other_units: int = 0  # readings in another unit, left out of the chart
-
-
-@dataclass(frozen=True)
-class Measure:
-    """A vital sign kind or a lab test: latest reading, history (newest first), chart series."""
-
-    key: str
-    label: str
-    latest: Reading
-    history: tuple[Reading, ...]
-    series: tuple[Series, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,11 +94,20 @@ class EncounterPanel:
     participants: tuple[tuple[str, str], ...] = ()  # (role, name)
     reasons: tuple[str, ...] = ()
 
+    @property
+    def finished(self) -> bool:
+        return self.status in ("finished", "cancelled", "entered-in-error")
+
 
 @dataclass(frozen=True)
 class MeasuresPanel:
     state: PanelState
     measures: tuple[Measure, ...] = ()
+
+    @property
+    def groups(self) -> list[tuple[str, list[Measure]]]:
+        return lab_groups(self.measures)
+
     missing: tuple[str, ...] = ()  # measures asked for that have no value
     capped: tuple[str, ...] = ()  # measures with more readings than were fetched
     per_measure: int = 0  # readings fetched per measure (the cap `capped` refers to)
@@ -177,6 +124,11 @@ class Problem:
     recorded: When | None
     abatement: str
     abatement_when: When | None = None
+    full_name: str = ""  # the sender's full wording (a SNOMED fully specified name), for hover
+
+    @property
+    def categories(self) -> list[str]:
+        return [c for c in self.category.split(", ") if c]
 
 
 @dataclass(frozen=True)
@@ -197,6 +149,17 @@ class Dashboard:
     labs: MeasuresPanel
     problems: ProblemsPanel
     accesses: tuple[fhir.Access, ...] = ()
+    person: Person = field(default_factory=Person)
+
+    @property
+    def attention(self) -> list[Measure]:
+        """The abnormal-results strip: a summary of the panels below, which keep their order."""
+        return abnormal(self.vitals.measures, self.labs.measures)
+
+    @property
+    def adult_rules_not_applied(self) -> bool:
+        age = self.person.age_at(When.parse(timezone.now()))
+        return age is not None and not display.adult_rules_apply(age)
 
 
 @dataclass(frozen=True)
@@ -214,393 +177,6 @@ class PatientSearch:
     query: str
     matches: tuple[PatientMatch, ...] = ()
     accesses: tuple[fhir.Access, ...] = ()
-
-
-# --- Generic FHIR element helpers ------------------------------------------------------------
-
-
-def concept_text(concept: Any) -> str:
-    """Text of a CodeableConcept: its text, else a coding display, else a code."""
-    if concept is None:
-        return ""
-    if getattr(concept, "text", None):
-        return concept.text
-    for coding in getattr(concept, "coding", None) or []:
-        if coding.display:
-            return coding.display
-    for coding in getattr(concept, "coding", None) or []:
-        if coding.code:
-            return coding.code
-    return ""
-
-
-def coding_text(coding: Any) -> str:
-    if coding is None:
-        return ""
-    return coding.display or coding.code or ""
-
-
-def codes_of(concept: Any, system: str | None = None) -> set[str]:
-    return {
-        c.code
-        for c in (getattr(concept, "coding", None) or [])
-        if c.code and (system is None or c.system in (system, None))
-    }
-
-
-def concept_key(concept: Any) -> str:
-    """A grouping key: LOINC code first, then any system|code, then the lower-cased text."""
-    codings = getattr(concept, "coding", None) or []
-    for coding in codings:
-        if coding.system == LOINC and coding.code:
-            return f"{LOINC}|{coding.code}"
-    for coding in codings:
-        if coding.code:
-            return f"{coding.system or ''}|{coding.code}"
-    text = concept_text(concept)
-    return "text:" + text.strip().lower() if text else "unknown"
-
-
-def reference_id(reference: Any, resource_type: str) -> str:
-    """The id in a Reference to `resource_type` (relative or absolute, with or without _history)."""
-    ref = getattr(reference, "reference", None) or ""
-    parts = ref.split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == resource_type:
-        return parts[-1]
-    return ""
-
-
-def format_decimal(value: Any) -> str:
-    if isinstance(value, Decimal):
-        text = format(value, "f")
-    elif isinstance(value, float):
-        text = format(Decimal(repr(value)), "f")
-    else:
-        text = str(value)
-    return text
-
-
-_UCUM_DISPLAY = {
-    "Cel": "°C",
-    "[degF]": "°F",
-    "mm[Hg]": "mmHg",
-    "kg/m2": "kg/m²",
-    "/min": "/min",
-    "[lb_av]": "lb",
-    "[in_i]": "in",
-    "[pH]": "pH",
-    "10*3/uL": "×10³/µL",
-    "10*6/uL": "×10⁶/µL",
-    "10*9/L": "×10⁹/L",
-    "10*12/L": "×10¹²/L",
-    "ug/dL": "µg/dL",
-    "umol/L": "µmol/L",
-}
-
-
-def quantity_unit(quantity: Any) -> str:
-    """The unit as a person reads it; EHRs often put the UCUM code (mm[Hg], Cel) in `unit` too."""
-    unit = (quantity.unit or "").strip() or (quantity.code or "").strip()
-    return _UCUM_DISPLAY.get(unit, "" if unit == "1" else unit)
-
-
-def _to_float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
-
-
-def observation_value(obs: Any) -> tuple[str, str, float | None, bool]:
-    """(text, unit, number, absent) for an Observation or component's value[x]."""
-    quantity = getattr(obs, "valueQuantity", None)
-    if quantity is not None and quantity.value is not None:
-        comparator = quantity.comparator or ""
-        number = None if comparator else _to_float(quantity.value)
-        return f"{comparator}{format_decimal(quantity.value)}", quantity_unit(quantity), number, False
-    if getattr(obs, "valueCodeableConcept", None) is not None:
-        return concept_text(obs.valueCodeableConcept) or "(coded value)", "", None, False
-    if getattr(obs, "valueString", None):
-        return obs.valueString, "", None, False
-    if getattr(obs, "valueBoolean", None) is not None:
-        return ("Yes" if obs.valueBoolean else "No"), "", None, False
-    if getattr(obs, "valueInteger", None) is not None:
-        return str(obs.valueInteger), "", float(obs.valueInteger), False
-    rng = getattr(obs, "valueRange", None)
-    if rng is not None:
-        low = f"{format_decimal(rng.low.value)}" if rng.low and rng.low.value is not None else ""
-        high = f"{format_decimal(rng.high.value)}" if rng.high and rng.high.value is not None else ""
-        unit = quantity_unit(rng.low or rng.high) if (rng.low or rng.high) else ""
-        return f"{low}{DASH}{high}", unit, None, False
-    ratio = getattr(obs, "valueRatio", None)
-    if ratio is not None and ratio.numerator and ratio.denominator:
-        return (
-            f"{format_decimal(ratio.numerator.value)}/{format_decimal(ratio.denominator.value)}",
-            quantity_unit(ratio.numerator),
-            None,
-            False,
-        )
-    for attr in ("valueTime", "valueDateTime"):
-        if getattr(obs, attr, None) is not None:
-            return str(getattr(obs, attr)), "", None, False
-    if getattr(obs, "dataAbsentReason", None) is not None:
-        return f"No value ({concept_text(obs.dataAbsentReason) or 'reason not given'})", "", None, True
-    return "No value recorded", "", None, True
-
-
-def observation_effective(obs: Any) -> When | None:
-    """effective[x]: what `_sort=date` orders by."""
-    if obs.effectiveDateTime is not None:
-        return When.parse(obs.effectiveDateTime)
-    if obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
-        return When.parse(obs.effectivePeriod.start)
-    if obs.effectiveInstant is not None:
-        return When.parse(obs.effectiveInstant)
-    return None
-
-
-def observation_when(obs: Any) -> When | None:
-    return observation_effective(obs) or When.parse(obs.issued)
-
-
-_SHOWN_STATUSES = {"final", "amended", "corrected"}
-_EXCLUDED_STATUSES = {"entered-in-error", "cancelled"}
-
-
-def _status_note(obs: Any) -> str:
-    status = obs.status or ""
-    return "" if status in _SHOWN_STATUSES else status
-
-
-def _newest_first(readings: list[Reading]) -> list[Reading]:
-    dated = sorted((r for r in readings if r.when), key=lambda r: r.when.sort_key, reverse=True)
-    return dated + [r for r in readings if not r.when]
-
-
-def _series(label: str, readings: list[Reading]) -> Series | None:
-    """Chartable points in the latest reading's unit (never mix kg with lb on one axis)."""
-    numeric = [r for r in _newest_first(readings) if r.number is not None and r.when]
-    if len(numeric) < 2:
-        return None
-    unit = numeric[0].unit
-    same = [r for r in numeric if r.unit == unit][:CHART_MAX_POINTS]
-    if len(same) < 2:
-        return None
-    points = tuple((r.when, r.number, r.in_encounter) for r in reversed(same))
-    return Series(label, unit, points, other_units=len(numeric) - len([r for r in numeric if r.unit == unit]))
-
-
-# --- Panels --------------------------------------------------------------------------------
-
-_FLAG_LEVELS = {
-    "HH": ("critical", "Critical high"),
-    "LL": ("critical", "Critical low"),
-    "AA": ("critical", "Critical abnormal"),
-    "H": ("high", "High"),
-    "HU": ("high", "Significantly high"),
-    ">": ("high", "Above measurable range"),
-    "L": ("low", "Low"),
-    "LU": ("low", "Significantly low"),
-    "<": ("low", "Below measurable range"),
-    "A": ("abnormal", "Abnormal"),
-    "N": ("normal", "Normal"),
-}
-
-
-def interpretation_flag(obs: Any, number: float | None, unit: str) -> Flag | None:
-    """The EHR's interpretation (HH/LL/AA critical, H/L, A, N), else one derived from the range."""
-    for concept in obs.interpretation or []:
-        for code in sorted(codes_of(concept), key=lambda c: -len(c)):
-            if code in _FLAG_LEVELS:
-                level, label = _FLAG_LEVELS[code]
-                return Flag(level, label, code)
-        text = concept_text(concept)
-        if "critical" in text.lower():
-            return Flag("critical", text[:40])
-        if text:
-            return Flag("abnormal", text[:40])
-    if number is None:
-        return None
-    for rr in obs.referenceRange or []:
-        low = rr.low.value if rr.low and rr.low.value is not None else None
-        high = rr.high.value if rr.high and rr.high.value is not None else None
-        rr_unit = quantity_unit(rr.low or rr.high) if (rr.low or rr.high) else ""
-        if rr_unit and unit and rr_unit != unit:
-            continue
-        if high is not None and number > float(high):
-            return Flag("high", "Above reference range", derived=True)
-        if low is not None and number < float(low):
-            return Flag("low", "Below reference range", derived=True)
-        return None
-    return None
-
-
-def reference_range_text(obs: Any) -> str:
-    parts = []
-    for rr in obs.referenceRange or []:
-        if rr.text:
-            parts.append(rr.text)
-            continue
-        low = format_decimal(rr.low.value) if rr.low and rr.low.value is not None else ""
-        high = format_decimal(rr.high.value) if rr.high and rr.high.value is not None else ""
-        unit = quantity_unit(rr.low or rr.high) if (rr.low or rr.high) else ""
-        if low and high:
-            text = f"{low}{DASH}{high}"
-        elif low:
-            text = f"≥ {low}"
-        elif high:
-            text = f"≤ {high}"
-        else:
-            continue
-        parts.append(f"{text} {unit}".strip())
-    return "; ".join(parts)
-
-
-def _in_encounter(obs: Any, encounter_id: str) -> bool:
-    return bool(encounter_id) and reference_id(obs.encounter, "Encounter") == encounter_id
-
-
-def _reading(obs: Any, encounter_id: str, *, lab: bool = False) -> Reading:
-    text, unit, number, absent = observation_value(obs)
-    if absent and obs.component:
-        parts = []
-        for comp in obs.component:
-            c_text, c_unit, _n, _a = observation_value(comp)
-            parts.append(f"{concept_text(comp.code) or 'component'}: {c_text} {c_unit}".strip())
-        text, absent = "; ".join(parts), False
-    return Reading(
-        when=observation_when(obs),
-        value=text,
-        unit=unit,
-        number=number,
-        in_encounter=_in_encounter(obs, encounter_id),
-        status_note=_status_note(obs),
-        absent=absent,
-        reference_range=reference_range_text(obs) if lab else "",
-        flag=interpretation_flag(obs, number, unit) if lab else None,
-    )
-
-
-# Vital-sign LOINC codes. Reference: https://hl7.org/fhir/R4/observation-vitalsigns.html
-BP_PANEL = {"85354-9", "55284-4"}
-SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
-VITAL_KINDS: tuple[tuple[str, str, frozenset[str]], ...] = (
-    ("bp", "Blood pressure", frozenset(BP_PANEL)),
-    ("hr", "Heart rate", frozenset({"8867-4"})),
-    ("rr", "Respiratory rate", frozenset({"9279-1"})),
-    ("spo2", "Oxygen saturation", frozenset({"59408-5", "2708-6"})),
-    ("temp", "Body temperature", frozenset({"8310-5"})),
-    ("weight", "Body weight", frozenset({"29463-7"})),
-    ("height", "Body height", frozenset({"8302-2"})),
-    ("bmi", "BMI", frozenset({"39156-5"})),
-    ("sys", "Systolic blood pressure", frozenset({SYSTOLIC})),
-    ("dia", "Diastolic blood pressure", frozenset({DIASTOLIC})),
-    ("head", "Head circumference", frozenset({"9843-4"})),
-)
-# One search per measure; blood pressure as a panel and as separate readings in one search.
-VITAL_QUERIES: tuple[tuple[str, frozenset[str]], ...] = tuple(
-    (key, codes | (frozenset({SYSTOLIC, DIASTOLIC}) if key == "bp" else frozenset()))
-    for key, _label, codes in VITAL_KINDS
-    if key not in ("sys", "dia")
-)
-
-
-def _bp_reading(obs: Any, encounter_id: str) -> tuple[Reading, Reading | None, Reading | None]:
-    systolic = diastolic = None
-    for comp in obs.component or []:
-        codes = codes_of(comp.code, LOINC)
-        c_text, c_unit, c_num, c_absent = observation_value(comp)
-        part = Reading(
-            when=observation_when(obs),
-            value=c_text,
-            unit=c_unit,
-            number=c_num,
-            in_encounter=_in_encounter(obs, encounter_id),
-            absent=c_absent,
-        )
-        if SYSTOLIC in codes:
-            systolic = part
-        elif DIASTOLIC in codes:
-            diastolic = part
-    sys_text = systolic.value if systolic and not systolic.absent else DASH
-    dia_text = diastolic.value if diastolic and not diastolic.absent else DASH
-    unit = (systolic.unit if systolic else "") or (diastolic.unit if diastolic else "") or "mmHg"
-    combined = Reading(
-        when=observation_when(obs),
-        value=f"{sys_text}/{dia_text}",
-        unit=unit,
-        in_encounter=_in_encounter(obs, encounter_id),
-        status_note=_status_note(obs),
-        absent=systolic is None and diastolic is None,
-    )
-    return combined, systolic, diastolic
-
-
-def build_vitals(observations: tuple[Any, ...], encounter_id: str) -> tuple[Measure, ...]:
-    by_kind: dict[str, list[Reading]] = {}
-    labels: dict[str, str] = {}
-    bp_sys: list[Reading] = []
-    bp_dia: list[Reading] = []
-    for obs in observations:
-        if obs.status in _EXCLUDED_STATUSES:
-            continue
-        codes = codes_of(obs.code, LOINC)
-        kind = next((k for k, _label, kc in VITAL_KINDS if codes & kc), None)
-        if kind == "bp":
-            combined, systolic, diastolic = _bp_reading(obs, encounter_id)
-            by_kind.setdefault("bp", []).append(combined)
-            if systolic:
-                bp_sys.append(systolic)
-            if diastolic:
-                bp_dia.append(diastolic)
-            continue
-        reading = _reading(obs, encounter_id)
-        if kind is None:
-            kind = "other:" + concept_key(obs.code)
-            labels.setdefault(kind, concept_text(obs.code) or "Unnamed measurement")
-        by_kind.setdefault(kind, []).append(reading)
-        if kind == "sys":
-            bp_sys.append(reading)
-        elif kind == "dia":
-            bp_dia.append(reading)
-    order = [k for k, _l, _c in VITAL_KINDS] + sorted(k for k in by_kind if k.startswith("other:"))
-    names = {k: label for k, label, _c in VITAL_KINDS} | labels
-    measures = []
-    for kind in order:
-        readings = by_kind.get(kind)
-        if not readings:
-            continue
-        history = _newest_first(readings)
-        if kind == "bp":
-            series = tuple(s for s in (_series("Systolic", bp_sys), _series("Diastolic", bp_dia)) if s)
-        elif kind in ("sys", "dia") and "bp" in by_kind:
-            series = ()  # already charted with the panel
-        else:
-            series = tuple(s for s in (_series(names[kind], history),) if s)
-        measures.append(Measure(kind, names[kind], history[0], tuple(history), series))
-    return tuple(measures)
-
-
-def build_labs(observations: tuple[Any, ...], encounter_id: str) -> tuple[Measure, ...]:
-    groups: dict[str, list[Reading]] = {}
-    labels: dict[str, str] = {}
-    for obs in observations:
-        if obs.status in _EXCLUDED_STATUSES:
-            continue
-        if obs.hasMember and obs.valueQuantity is None and not obs.component:
-            continue  # a panel header (e.g. CBC): its members are listed themselves
-        key = concept_key(obs.code)
-        labels.setdefault(key, concept_text(obs.code) or "Unnamed test")
-        groups.setdefault(key, []).append(_reading(obs, encounter_id, lab=True))
-    measures = []
-    for key, readings in groups.items():
-        history = _newest_first(readings)
-        series = tuple(s for s in (_series(labels[key], history),) if s)
-        measures.append(Measure(key, labels[key], history[0], tuple(history), series))
-    # Most recent first, so today's results lead; flagged ones are marked, not reordered.
-    measures.sort(key=lambda m: m.latest.when.sort_key.timestamp() if m.latest.when else 0, reverse=True)
-    return tuple(measures)
 
 
 def _human_name(names: Any) -> str:
@@ -680,7 +256,11 @@ def build_encounter(encounter: Any, patient_id: str) -> EncounterPanel:
             participants.append((role or "Participant", who or "Not named"))
     return EncounterPanel(
         PanelState("ok", shown=1),
-        encounter_class=coding_text(encounter.class_fhir),
+        encounter_class=display.encounter_class_name(
+            encounter.class_fhir.system, encounter.class_fhir.code, encounter.class_fhir.display
+        )
+        if encounter.class_fhir
+        else "",
         types=tuple(t for t in (concept_text(t) for t in encounter.type or []) if t),
         status=encounter.status or "",
         start=When.parse(period.start) if period else None,
@@ -694,6 +274,25 @@ def build_encounter(encounter: Any, patient_id: str) -> EncounterPanel:
 
 
 _ACTIVE = {"active", "recurrence", "relapse"}
+# Reference: https://terminology.hl7.org/CodeSystem-condition-category.html (and US Core's)
+_CATEGORIES = {
+    "problem-list-item": "Problem list",
+    "encounter-diagnosis": "Encounter diagnosis",
+    "health-concern": "Health concern",
+}
+_AGE_UNITS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours"}
+
+
+def _category_name(concept: Any) -> str:
+    for code in codes_of(concept):
+        if code in _CATEGORIES:
+            return _CATEGORIES[code]
+    return concept_text(concept)
+
+
+def _age_unit(age: Any) -> str:
+    code = (age.code or "").strip()
+    return _AGE_UNITS.get(code, (age.unit or code).strip())
 
 
 def build_problems(conditions: tuple[Any, ...]) -> tuple[tuple[Problem, ...], tuple[Problem, ...], int]:
@@ -710,7 +309,7 @@ def build_problems(conditions: tuple[Any, ...]) -> tuple[tuple[Problem, ...], tu
         onset = ""
         if onset_when is None:
             if cond.onsetAge is not None and cond.onsetAge.value is not None:
-                onset = f"age {format_decimal(cond.onsetAge.value)} {quantity_unit(cond.onsetAge)}".strip()
+                onset = f"age {format_decimal(cond.onsetAge.value)} {_age_unit(cond.onsetAge)}".strip()
             elif cond.onsetString:
                 onset = cond.onsetString
         abatement_when = When.parse(cond.abatementDateTime) or (
@@ -718,10 +317,11 @@ def build_problems(conditions: tuple[Any, ...]) -> tuple[tuple[Problem, ...], tu
         )
         abatement = cond.abatementString or ""
         problem = Problem(
-            name=concept_text(cond.code) or "Unnamed condition",
+            name=concept_full(cond.code)[0] or "Unnamed condition",
+            full_name=concept_full(cond.code)[1],
             clinical_status=clinical or "not recorded",
             verification=verification or "not recorded",
-            category=", ".join(t for t in (concept_text(c) for c in cond.category or []) if t),
+            category=", ".join(t for t in (_category_name(c) for c in cond.category or []) if t),
             onset=onset,
             onset_when=onset_when,
             recorded=When.parse(cond.recordedDate),
@@ -866,7 +466,8 @@ def plan_queries(patient_id: str, encounter_id: str = "", panels: Collection[str
         queries.append(Query("problems", "Condition", params=(("patient", patient_id),)))
     if "encounter" in panels and encounter_id:
         queries.append(Query("encounter", "Encounter", encounter_id))
-    if "banner" in panels:
+    if {"banner", "vitals", "labs"} & set(panels):
+        # The flags need the patient's age and sex at each measurement, even without the banner.
         queries.append(Query("banner", "Patient", patient_id))
     return queries
 
@@ -880,7 +481,7 @@ _WHAT = {
 }
 
 
-def build_vitals_panel(results: dict[str, Any], encounter_id: str) -> MeasuresPanel:
+def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Person) -> MeasuresPanel:
     """One panel from the per-measure searches: each failure is its own, named in the panel.
 
     The searches overlap (the category page holds some of each measure), so entries are kept
@@ -905,7 +506,7 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str) -> MeasuresPa
             if key not in seen:
                 seen.add(key)
                 observations.append(obs)
-    names = {k: label for k, label, _codes in VITAL_KINDS}
+    names = _VITAL_NAMES
     unsorted = [k for k, r in ok.items() if r.truncated and not _sorted_newest_first(r.resources)]
     if unsorted:
         warnings.append(f"Vital signs: {UNSORTED_NOTE}.")
@@ -914,11 +515,12 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str) -> MeasuresPa
         label = names.get(measure, "other vital signs")
         state = exc if isinstance(exc, PanelState) else error_state(exc, label.lower())
         warnings.append(f"{label}: {state.message}")
-    measures = build_vitals(tuple(observations), encounter_id)
+    measures = build_vitals(tuple(observations), encounter_id, person)
     present = {m.key for m in measures}
     missing = tuple(
-        names[k] for k, _codes in VITAL_QUERIES if k not in present and k not in ("head",)
-        and f"vitals:{k}" in ok and not (k == "bp" and present & {"sys", "dia"})
+        names[k]
+        for k, _codes in VITAL_QUERIES
+        if k not in present and f"vitals:{k}" in ok and (k != "head" or person.is_young_child())
     )
     capped = tuple(
         names[k]
@@ -994,8 +596,13 @@ def build_dashboard(
         active, inactive, in_error = build_problems(r.resources)
         return ProblemsPanel(_state_from_result(r, r.count), active, inactive, in_error)
 
+    patient = outcome.get("banner")
+    person = Person.of(patient) if patient is not None and not isinstance(
+        patient, (Exception, PanelState)
+    ) and getattr(patient, "id", patient_id) in (None, patient_id) else Person()
+
     def labs(r: fhir.SearchResult) -> MeasuresPanel:
-        return MeasuresPanel(_measures_state(r), build_labs(r.resources, encounter_id))
+        return MeasuresPanel(_measures_state(r), build_labs(r.resources, encounter_id, person))
 
     def panel(value: Any, cls: type) -> Any:
         if value is None:
@@ -1006,14 +613,18 @@ def build_dashboard(
     return Dashboard(
         patient_id=patient_id,
         encounter_id=encounter_id,
-        banner=panel(built("banner", lambda p: build_banner(p, patient_id, today)), Banner),
+        banner=panel(
+            built("banner", lambda p: build_banner(p, patient_id, today)) if "banner" in panels else None,
+            Banner,
+        ),
         encounter=panel(built("encounter", lambda e: build_encounter(e, patient_id)), EncounterPanel),
-        vitals=build_vitals_panel(vitals_results, encounter_id) if vitals_results else MeasuresPanel(
+        vitals=build_vitals_panel(vitals_results, encounter_id, person) if vitals_results else MeasuresPanel(
             PanelState("absent")
         ),
         labs=panel(built("labs", labs), MeasuresPanel),
         problems=panel(built("problems", problems), ProblemsPanel),
         accesses=tuple(client.accesses),
+        person=person,
     )
 
 

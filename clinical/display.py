@@ -120,7 +120,10 @@ def show_number(
     sent = max(0, -value.as_tuple().exponent)  # digits after the point in the source
     decimals = _decimals_for(measure, unit, age_years)
     if decimals is None and value != 0:
-        decimals = max(0, 2 - value.adjusted())  # 3 significant digits, whole part kept
+        # 3 significant digits, whole part kept, at most 3 decimals; a trace (< 0.01) keeps two
+        # significant digits rather than turning 0.0015 into 0.002
+        trace = abs(value) < Decimal("0.01")
+        decimals = 1 - value.adjusted() if trace else min(max(0, 2 - value.adjusted()), 3)
     decimals = min(decimals or 0, sent)
     with localcontext() as ctx:
         ctx.prec = max(28, value.adjusted() + decimals + 2)  # quantize never runs out of digits

@@ -9,24 +9,23 @@ Reference: https://hl7.org/fhir/R4/http.html (RESTful API), https://hl7.org/fhir
 
 from __future__ import annotations
 
-import http.cookiejar
 import importlib
 import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
+import ijson
 import requests
 from django.conf import settings
 from pydantic import ValidationError
-from requests.adapters import HTTPAdapter
 
 from clinical import fastparse
+from smartapp import safety, transport
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +39,8 @@ OUTCOME_NOT_FOUND = "not_found"
 OUTCOME_ERROR = "error"
 OUTCOME_TIMEOUT = "timeout"
 
-# FHIR ids are [A-Za-z0-9-.]{1,64}; Epic's run longer, so allow more length but never other
-# characters (an id is put into a URL path).
-# Reference: https://hl7.org/fhir/R4/datatypes.html#id
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,256}$")
+# FHIR ids: the one pattern (smartapp.safety), [A-Za-z0-9-.]{1,256} (Epic's run past 64).
+ID_PATTERN = safety.FHIR_ID
 _RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _DIAGNOSTICS_MAX = 300
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -113,6 +110,10 @@ class InvalidResponse(FhirError):
     """The server answered, but not with the FHIR JSON we asked for."""
 
     retryable = True
+
+
+class RefusedURL(FhirError):
+    """The FHIR base breaks the outbound URL rule (smartapp.safety): nothing was sent."""
 
 
 def sanitize_text(text: Any, limit: int = _DIAGNOSTICS_MAX) -> str:
@@ -276,14 +277,6 @@ def parse_resource(data: Any, resource_type: str) -> Any:
 
 # --- Pooled HTTP sessions -------------------------------------------------------------------
 
-_sessions: dict[str, requests.Session] = {}
-_sessions_lock = threading.Lock()
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{_port(parts)}"
-
 
 def _port(parts: Any) -> int:
     try:
@@ -296,23 +289,8 @@ def _port(parts: Any) -> int:
 
 
 def session_for(base_url: str) -> requests.Session:
-    """One keep-alive pool per EHR origin, shared by all requests and threads.
-
-    The session holds no per-user state: the token goes in per-request headers, and cookies
-    are refused (a shared cookie jar would carry one user's EHR cookies into another's request).
-    """
-    key = _origin(base_url)
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is None:
-            session = requests.Session()
-            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-            pool = max(int(getattr(settings, "FHIR_MAX_WORKERS", 8)) * 2, 10)
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            _sessions[key] = session
-        return session
+    """The transport's keep-alive pool for this EHR origin (no cookies, no redirects)."""
+    return transport.session_for(base_url)
 
 
 # --- Results --------------------------------------------------------------------------------
@@ -330,18 +308,8 @@ class Access:
 
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # one FHIR response; pages are capped far below this
-
-
-def _read_capped(response: requests.Response) -> bytes | None:
-    """The body, or None past MAX_RESPONSE_BYTES: a broken or hostile server cannot exhaust memory."""
-    chunks, size = [], 0
-    with response:
-        for chunk in response.iter_content(256 * 1024):
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
+MAX_ERROR_BYTES = 1024 * 1024  # an error answer is read for its OperationOutcome text only
+MAX_LINKS = 100  # Bundle.link entries looked at (a page has a handful)
 
 
 @dataclass(frozen=True)
@@ -366,6 +334,158 @@ class _Paging:
     resources: list[Any] = field(default_factory=list)
     skipped: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Page:
+    """What one streamed search page yields: its matches up to the cap, unparsed, and its links."""
+
+    resource_type: Any = None
+    total: Any = None
+    links: list[Any] = field(default_factory=list)
+    matches: list[Any] = field(default_factory=list)  # entries that count towards the cap
+    warnings: list[str] = field(default_factory=list)
+    more: bool = False  # entries past the cap were left unread
+
+
+# --- Streaming a Bundle ---------------------------------------------------------------------
+
+_Events = Iterator[tuple[str, Any]]
+
+
+_OPEN = frozenset({"start_map", "start_array"})
+_CLOSE = frozenset({"end_map", "end_array"})
+
+
+def _value(events: _Events, event: str, value: Any) -> Any:
+    """Build the JSON value that starts with (event, value) from the event stream.
+
+    A tight loop rather than ijson.ObjectBuilder: it runs once per JSON token of every entry
+    within the cap, and is about three times faster.
+    """
+    if event == "start_map":
+        root: Any = {}
+    elif event == "start_array":
+        root = []
+    else:
+        return value
+    stack: list[Any] = [root]
+    keys: list[Any] = []
+    container, key = root, None
+    for event, value in events:
+        if event == "map_key":
+            key = value
+            continue
+        if event in _CLOSE:
+            stack.pop()
+            if not stack:
+                return root
+            container, key = stack[-1], keys.pop()
+            continue
+        item = {} if event == "start_map" else [] if event == "start_array" else value
+        if type(container) is dict:
+            container[key] = item
+        else:
+            container.append(item)
+        if event in _OPEN:
+            stack.append(item)
+            keys.append(key)
+            container = item
+    raise StopIteration  # the document ended inside the value: truncated
+
+
+def _skip(events: _Events, event: str) -> None:
+    """Pass over the JSON value that starts with `event`, building nothing."""
+    depth = event in _OPEN
+    while depth:
+        event = next(events)[0]
+        depth += event in _OPEN
+        depth -= event in _CLOSE
+
+
+def _read_links(events: _Events, event: str, value: Any) -> list[Any]:
+    if event != "start_array":
+        _skip(events, event)
+        return []
+    links: list[Any] = []
+    while True:
+        event, value = next(events)
+        if event == "end_array":
+            return links
+        if len(links) < MAX_LINKS:
+            links.append(_value(events, event, value))
+        else:
+            _skip(events, event)
+
+
+def _sort_entry(entry: Any, resource_type: str, page: _Page) -> None:
+    """An OperationOutcome becomes a warning, an _include'd or other resource is passed over, the
+    rest is a match to parse (valid or not, it counts towards the cap)."""
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    search = entry.get("search") if isinstance(entry, dict) else None
+    mode = search.get("mode") if isinstance(search, dict) else None
+    rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+    if rtype == "OperationOutcome" or mode == "outcome":
+        text = outcome_diagnostics(resource)
+        if text:
+            page.warnings.append(text)
+        return
+    if mode == "include" or (rtype is not None and rtype != resource_type):
+        return  # _include'd or unrelated resources are not matches
+    page.matches.append(resource)
+
+
+def read_page(stream: Any, resource_type: str, cap: int) -> _Page:
+    """Stream one searchset Bundle: entries up to `cap` matches are built, the rest never parsed.
+
+    Once `cap` matches are in and another entry follows, reading stops (`more`): the search is
+    capped, so neither those entries nor anything after them is needed. Memory and time per page
+    then depend on the cap, not on what the server sends. Raises ValueError for anything but a
+    JSON object, InvalidResponse for a resource other than a Bundle.
+    """
+    page = _Page()
+    events: _Events = iter(ijson.basic_parse(stream, use_float=True, buf_size=transport.READ_CHUNK))
+    try:
+        event, value = next(events)
+        if event != "start_map":
+            raise ValueError("not a JSON object")
+        while True:
+            event, key = next(events)
+            if event == "end_map":
+                break
+            event, value = next(events)
+            if key == "entry" and event == "start_array":
+                while True:
+                    event, value = next(events)
+                    if event == "end_array":
+                        break
+                    if len(page.matches) >= cap:
+                        page.more = True
+                        return _checked(page)
+                    _sort_entry(_value(events, event, value), resource_type, page)
+            elif key == "link":
+                page.links = _read_links(events, event, value)
+            elif key in ("resourceType", "total") and event not in ("start_map", "start_array"):
+                setattr(page, "resource_type" if key == "resourceType" else "total", value)
+            else:
+                _skip(events, event)
+    except (ijson.JSONError, StopIteration, RecursionError) as exc:
+        raise ValueError("not JSON") from exc
+    if page.resource_type is None:
+        raise InvalidResponse("the search result is not a Bundle")
+    return _checked(page)
+
+
+def _checked(page: _Page) -> _Page:
+    # resourceType may follow the entries (JSON objects are unordered): a page cut at the cap
+    # before it is taken for the Bundle its entries show it to be.
+    if page.resource_type is not None and page.resource_type != "Bundle":
+        raise InvalidResponse("the search result is not a Bundle")
+    return page
+
+
+def _read_json(stream: transport.Body) -> Any:
+    return json.loads(stream.read_all())
 
 
 # --- Client ---------------------------------------------------------------------------------
@@ -424,7 +544,9 @@ class FhirClient:
             raise BadRequest("invalid resource id")
         url = f"{self.base_url}/{resource_type}/{quote(resource_id, safe='')}"
         try:
-            body, status = self._get(url)
+            body, status = self._get(url, _read_json)
+            if not isinstance(body, dict):
+                raise InvalidResponse("the EHR's answer was not FHIR JSON", status_code=status)
         except FhirError as exc:
             self._record(resource_type, "read", exc.outcome, None, exc.status_code)
             raise
@@ -446,6 +568,7 @@ class FhirClient:
     ) -> SearchResult:
         """GET [base]/[type]?params, following `next` links within the page and entry caps.
 
+        Each page is streamed: entries past the entry cap are never parsed (`read_page`).
         Reference: https://hl7.org/fhir/R4/http.html#paging
         """
         _check_type(resource_type)
@@ -463,14 +586,20 @@ class FhirClient:
         try:
             while url is not None:
                 seen.add(url)
-                body, status = self._get(url)
+                cap = max_entries - len(acc.resources) - acc.skipped
+
+                def reader(stream: transport.Body, cap: int = cap) -> _Page:
+                    return read_page(stream, resource_type, cap)
+
+                page, status = self._get(url, reader)
                 pages += 1
-                if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-                    raise InvalidResponse("the search result is not a Bundle", status_code=status)
-                if pages == 1 and isinstance(body.get("total"), int) and body["total"] >= 0:
-                    total = body["total"]
-                self._collect(body, resource_type, acc)
-                next_url = _next_link(body, url)
+                if pages == 1 and isinstance(page.total, int) and page.total >= 0:
+                    total = page.total
+                self._collect(page, resource_type, acc)
+                if page.more:
+                    truncated, reason = True, "capped"
+                    break
+                next_url = _next_link({"link": page.links}, url)
                 if next_url is None:
                     break
                 if len(acc.resources) + acc.skipped >= max_entries or pages >= max_pages:
@@ -524,30 +653,17 @@ class FhirClient:
         base_path = self._base.path.rstrip("/")
         return parts.path == base_path or parts.path.startswith(base_path + "/")
 
-    def _collect(self, bundle: dict, resource_type: str, acc: _Paging) -> None:
-        entries = bundle.get("entry")
+    def _collect(self, page: _Page, resource_type: str, acc: _Paging) -> None:
+        """Parse a page's matches (after its response is closed: parsing is not EHR wait time)."""
+        acc.warnings.extend(page.warnings)
         with fastparse.shared_elements():
-            self._collect_entries(entries if isinstance(entries, list) else [], resource_type, acc)
+            for resource in page.matches:
+                try:
+                    acc.resources.append(parse_resource(resource, resource_type))
+                except ValueError:
+                    acc.skipped += 1
 
-    def _collect_entries(self, entries: list, resource_type: str, acc: _Paging) -> None:
-        for entry in entries:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            search = entry.get("search") if isinstance(entry, dict) else None
-            mode = search.get("mode") if isinstance(search, dict) else None
-            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
-            if rtype == "OperationOutcome" or mode == "outcome":
-                text = outcome_diagnostics(resource)
-                if text:
-                    acc.warnings.append(text)
-                continue
-            if mode == "include" or (rtype is not None and rtype != resource_type):
-                continue  # _include'd or unrelated resources are not matches
-            try:
-                acc.resources.append(parse_resource(resource, resource_type))
-            except ValueError:
-                acc.skipped += 1
-
-    def _get(self, url: str) -> tuple[Any, int]:
+    def _get(self, url: str, reader: Callable[[transport.Body], Any]) -> tuple[Any, int]:
         """One GET with the current token; on 401, refresh once (shared across threads) and retry."""
         # Defence in depth: every caller builds URLs under the base, but check at the single
         # place a token is attached.
@@ -555,12 +671,12 @@ class FhirClient:
             raise InvalidResponse("refused to send the access token outside the FHIR server")
         token = self._token
         try:
-            return self._send(url, token)
+            return self._send(url, token, reader)
         except Unauthorized:
             new_token = self._refreshed_token(token)
             if new_token is None:
                 raise
-            return self._send(url, new_token)
+            return self._send(url, new_token, reader)
 
     def _refreshed_token(self, failed_token: str) -> str | None:
         with self._refresh_lock:
@@ -576,53 +692,81 @@ class FhirClient:
                 self._token = new_token
             return new_token or None
 
-    def _send(self, url: str, token: str) -> tuple[Any, int]:
+    def _observe(self, exchange: transport.Exchange) -> None:
+        with self._accesses_lock:
+            self._waits.append((exchange.started, exchange.ended))
+
+    def _send(self, url: str, token: str, reader: Callable[[transport.Body], Any]) -> tuple[Any, int]:
+        """One GET through the transport; a 2xx body goes to `reader` while the response is open."""
         headers = {"Accept": FHIR_JSON, "Authorization": f"Bearer {token}"}
-        started = time.perf_counter()
+        status: int | None = None
         try:
-            response = self.session.get(
-                url, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
-            )
-            content = _read_capped(response)
-        except requests.Timeout as exc:
-            raise Timeout("the EHR did not answer in time") from exc
-        except requests.RequestException as exc:
+            with transport.stream(
+                "GET",
+                url,
+                headers=headers,
+                limit=MAX_RESPONSE_BYTES,
+                timeout=self.timeout,
+                session=self.session,
+                observer=self._observe,
+            ) as stream:
+                status = stream.status_code
+                if 200 <= status < 300:
+                    return _read_ok(stream, reader), status
+                try:
+                    error_body = json.loads(_read_capped_error(stream))
+                except (ValueError, RecursionError):
+                    error_body = None
+                retry_after = stream.headers.get("Retry-After")
+        except transport.Timeout as exc:
+            raise Timeout("the EHR did not answer in time", status_code=status) from exc
+        except transport.TooLarge as exc:
+            raise InvalidResponse("the EHR's answer was implausibly large", status_code=status) from exc
+        except transport.RefusedURL as exc:
+            raise RefusedURL(f"the FHIR server's address is not allowed ({exc})") from exc
+        except transport.OutboundError as exc:
             raise Unreachable("the EHR could not be reached") from exc
-        finally:
-            with self._accesses_lock:
-                self._waits.append((started, time.perf_counter()))
-        status = response.status_code
-        if content is None:
-            raise InvalidResponse("the EHR's answer was implausibly large", status_code=status)
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError):  # RecursionError: JSON nested absurdly deep
-            body = None
-        if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise InvalidResponse("the EHR's answer was not FHIR JSON", status_code=status)
-            return body, status
-        diagnostics = outcome_diagnostics(body)
-        kwargs = {"status_code": status, "diagnostics": diagnostics}
-        if status == 401:
-            raise Unauthorized("the EHR did not accept the access token", **kwargs)
-        if status == 403:
-            raise Forbidden("not authorized", **kwargs)
-        if status == 404:
-            raise NotFound("not found", **kwargs)
-        if status == 410:
-            raise Gone("deleted", **kwargs)
-        if status == 429:
-            raise RateLimited(
-                "the EHR is rate limiting requests",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-                **kwargs,
-            )
-        if status >= 500:
-            raise ServerError(f"the EHR reported an error ({status})", **kwargs)
-        if 300 <= status < 400:
-            raise InvalidResponse(f"unexpected redirect ({status})", **kwargs)
-        raise BadRequest(f"the EHR refused the query ({status})", **kwargs)
+        _raise_for_status(status, error_body, retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_ok(stream: transport.Body, reader: Callable[[transport.Body], Any]) -> Any:
+    try:
+        return reader(stream)
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested absurdly deep
+        raise InvalidResponse("the EHR's answer was not FHIR JSON", status_code=stream.status_code) from exc
+
+
+def _read_capped_error(stream: transport.Body) -> bytes:
+    """An error answer's body for its OperationOutcome text; a huge one yields no text, not a failure."""
+    chunks, size = [], 0
+    while chunk := stream.read(transport.READ_CHUNK):
+        size += len(chunk)
+        if size > MAX_ERROR_BYTES:
+            return b""
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _raise_for_status(status: int, body: Any, retry_after: str | None) -> None:
+    diagnostics = outcome_diagnostics(body)
+    kwargs = {"status_code": status, "diagnostics": diagnostics}
+    if status == 401:
+        raise Unauthorized("the EHR did not accept the access token", **kwargs)
+    if status == 403:
+        raise Forbidden("not authorized", **kwargs)
+    if status == 404:
+        raise NotFound("not found", **kwargs)
+    if status == 410:
+        raise Gone("deleted", **kwargs)
+    if status == 429:
+        wait = _retry_after(retry_after)
+        raise RateLimited("the EHR is rate limiting requests", retry_after=wait, **kwargs)
+    if status >= 500:
+        raise ServerError(f"the EHR reported an error ({status})", **kwargs)
+    if 300 <= status < 400:
+        raise InvalidResponse(f"unexpected redirect ({status})", **kwargs)
+    raise BadRequest(f"the EHR refused the query ({status})", **kwargs)
 
 
 def _check_type(resource_type: str) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from clinical.dashboard import When
+from clinical.readings import When
 
 
 def format_when(when: When | None, empty: str = "Date not recorded") -> str:

@@ -9,23 +9,19 @@ Reference: https://hl7.org/fhir/smart-app-launch/app-launch.html#styling
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import json
 import logging
 import re
-import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 
-from smartapp import cachepolicy
+from smartapp import cachepolicy, safety, transport
 
 logger = logging.getLogger(__name__)
 
 STYLE_TIMEOUT = (2.0, 2.0)
 STYLE_MAX_BYTES = 32 * 1024
-STYLE_DEADLINE = 3.0  # seconds for the whole download
 STYLE_CACHE_SECONDS = 3600
 _HEX_RE = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _RGB_RE = re.compile(r"^rgb\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)$")
@@ -128,26 +124,22 @@ def css_declarations(props: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in sorted(props.items()))
 
 
-def _internal_ip(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name, not a literal address
-    return address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+def _same_origin(url: str, fhir_base: str) -> bool:
+    return bool(fhir_base) and transport.origin(url) == transport.origin(fhir_base)
 
 
 def style_url_allowed(url: str, fhir_base: str) -> bool:
-    """https (not to a literal internal address), or the FHIR server's own origin (the http sandbox)."""
+    """Fetchable under the outbound rule (smartapp.safety).
+
+    On the FHIR server's own origin the URL is as trusted as the registered server itself;
+    anywhere else it is a URL the EHR handed us, so every address of its host must be public
+    (checked again, and pinned, when the transport connects).
+    """
     try:
-        parts, base = urlsplit(url), urlsplit(fhir_base)
-        port = parts.port  # raises for a port out of range
-        if parts.username or parts.password or not parts.hostname:
-            return False
-        if parts.scheme == "https":
-            return not _internal_ip(parts.hostname) or parts.hostname == base.hostname
-        return parts.scheme == base.scheme and (parts.hostname, port) == (base.hostname, base.port)
-    except ValueError:  # "https://[broken", a port out of range: not a URL to fetch
+        safety.check_url(url, public_only=not _same_origin(url, fhir_base))
+    except (safety.RefusedURL, ValueError):  # ValueError: urlsplit refuses it ("https://[broken")
         return False
+    return True
 
 
 def _cache_key(url: str) -> str:
@@ -158,30 +150,29 @@ def cached(url: str) -> dict[str, str] | None:
     return cachepolicy.get(cachepolicy.STYLE, _cache_key(url))
 
 
-def fetch(url: str, session: requests.Session | None = None) -> dict[str, str]:
-    """Fetch (without the access token, no redirects, size-capped) and sanitise a style document."""
-    getter = session or requests
+def fetch(url: str, session: requests.Session | None = None, *, fhir_base: str = "") -> dict[str, str]:
+    """Fetch (without the access token, no redirects, size-capped, within SMART_STYLE_DEADLINE)
+    and sanitise a style document; any failure is just no style."""
     try:
-        response = getter.get(
+        reply = transport.fetch(
+            "GET",
             url,
             headers={"Accept": "application/json"},
+            limit=STYLE_MAX_BYTES,
             timeout=STYLE_TIMEOUT,
-            allow_redirects=False,
-            stream=True,
+            deadline=settings.SMART_STYLE_DEADLINE,
+            public_only=not _same_origin(url, fhir_base),
+            session=session,
         )
-        if response.status_code != 200:
-            return {}
-        # A total deadline, not only per-read timeouts: a server trickling bytes must not hold a
-        # request thread.
-        deadline = time.monotonic() + STYLE_DEADLINE
-        body = b""
-        for chunk in response.iter_content(4096):
-            body += chunk
-            if len(body) > STYLE_MAX_BYTES or time.monotonic() > deadline:
-                return {}
-        return sanitize(json.loads(body))
-    except (requests.RequestException, ValueError, RecursionError):
-        logger.info("smart_style_url could not be used")
+    except (transport.OutboundError, transport.RefusedURL) as exc:
+        logger.info("smart_style_url could not be used (%s)", type(exc).__name__)
+        return {}
+    if reply.status_code != 200:
+        return {}
+    try:
+        return sanitize(reply.json())
+    except ValueError:
+        logger.info("smart_style_url could not be used (not JSON)")
         return {}
 
 

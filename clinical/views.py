@@ -76,12 +76,12 @@ def _start_style(launch: Launch) -> tuple[dict[str, str] | None, Future | None, 
     if hit is not None:
         return hit, None, None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-style")
-    return None, pool.submit(_timed_style_fetch, url), pool
+    return None, pool.submit(_timed_style_fetch, url, launch.iss), pool
 
 
-def _timed_style_fetch(url: str) -> tuple[dict[str, str], tuple[float, float]]:
+def _timed_style_fetch(url: str, fhir_base: str) -> tuple[dict[str, str], tuple[float, float]]:
     started = time.perf_counter()
-    props = style.fetch(url)
+    props = style.fetch(url, fhir_base=fhir_base)
     return props, (started, time.perf_counter())
 
 

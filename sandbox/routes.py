@@ -1,6 +1,6 @@
 """Routes of the sandbox EHR (namespace `sandbox`), included by sandbox/urls.py."""
 
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, re_path
 
 from sandbox import views_ehr, views_fhir, views_oauth, views_testing
@@ -10,10 +10,25 @@ app_name = "sandbox"
 _TYPE = r"(?P<rtype>[A-Za-z]+)"
 _ID = r"(?P<rid>[A-Za-z0-9\-.]{1,64})"
 
+# The sandbox's icon (an "E" on the EHR header's blue), so its tabs differ from the app's.
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+    'fill="#234e70"/><path d="M4 3h8v2H6.5v2H11v2H6.5v2H12v2H4z" fill="#fff"/></svg>'
+)
+
+
+def favicon(request):
+    response = HttpResponse(FAVICON, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
     path("", lambda request: HttpResponseRedirect("/ehr/"), name="root"),
+    path("favicon.ico", favicon, name="favicon"),
     path("fhir/.well-known/smart-configuration", views_oauth.smart_configuration, name="smart_configuration"),
     path("fhir/metadata", views_fhir.metadata, name="metadata"),
+    re_path(r"^fhir/Observation/\$lastn$", views_fhir.lastn, name="lastn"),
     re_path(rf"^fhir/{_TYPE}/_search$", views_fhir.search, name="search_post"),
     re_path(rf"^fhir/{_TYPE}/{_ID}$", views_fhir.read, name="read"),
     re_path(rf"^fhir/{_TYPE}$", views_fhir.search, name="search"),

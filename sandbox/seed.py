@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
 from sandbox import synthetic
 from sandbox.store import Resource, SigningKey, UserProfile
@@ -79,16 +80,26 @@ def normalize_instant(value: str) -> str:
     return synthetic.iso(start)
 
 
-LAST_UPDATED = synthetic.iso(synthetic.ANCHOR)
-
-
-def resource_row(res: dict) -> Resource:
-    res.setdefault("meta", {"versionId": "1", "lastUpdated": LAST_UPDATED})
-    return Resource(
+def resource_row(res: dict, last_updated: str) -> dict:
+    """The column values of one stored resource (the body gets a meta if it has none)."""
+    res.setdefault("meta", {"versionId": "1", "lastUpdated": last_updated})
+    return {
         **index_columns(res),
-        last_updated=res["meta"]["lastUpdated"],
-        body=json.dumps(res, separators=(",", ":"), ensure_ascii=False),
-    )
+        "last_updated": res["meta"]["lastUpdated"],
+        "body": json.dumps(res, separators=(",", ":"), ensure_ascii=False),
+    }
+
+
+def _insert(rows: list[dict]) -> None:
+    """One executemany: bulk_create spent most of the seeding time compiling its SQL."""
+    fields = [f for f in Resource._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {quote(Resource._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608 - model names
+    defaults = {f.attname: f.get_default() for f in fields}
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[row.get(f.attname, defaults[f.attname]) for f in fields] for row in rows])
 
 
 def is_seeded() -> bool:
@@ -96,13 +107,19 @@ def is_seeded() -> bool:
 
 
 @transaction.atomic
-def seed(seed_value: int) -> int:
-    """Insert everything; returns the number of resources. Call only on an empty database."""
-    resources = synthetic.generate(seed_value)
-    Resource.objects.bulk_create([resource_row(r) for r in resources], batch_size=2000)
+def seed(seed_value: int, anchor: date | None = None) -> int:
+    """Insert everything; returns the number of resources. Call only on an empty database.
+
+    `anchor` is the data's "today" (default: today, UTC), so the demo's data are recent."""
+    now = synthetic.anchor_at(anchor)
+    resources = synthetic.generate(seed_value, now)
+    last_updated = synthetic.iso(now)
+    _insert([resource_row(r, last_updated) for r in resources])
     _demo_users()
     signing_key()
-    logger.info("sandbox seeded with %d resources (seed %d)", len(resources), seed_value)
+    logger.info(
+        "sandbox seeded with %d resources (seed %d, anchor %s)", len(resources), seed_value, now.date()
+    )
     return len(resources)
 
 

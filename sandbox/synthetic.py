@@ -1,18 +1,18 @@
 """Deterministic synthetic FHIR R4 data for the sandbox EHR (pure Python, no Django).
 
-`generate(seed)` returns the same list of resources for the same seed: patients of different
-ages and sexes with vitals, labs, conditions and encounters over several years, practitioners,
-plus the edge cases the app must survive (10,000+ observations, no data, odd-but-valid data, a
-name containing markup).
+`generate(seed, anchor)` returns the same list of resources for the same seed and anchor (the
+data's "now"; today at midnight UTC by default, so the demo's data are recent): patients of
+different ages and sexes with vitals, labs, conditions and encounters over several years,
+practitioners, the edge cases the app must survive (10,000+ observations, no data,
+odd-but-valid data, a name containing markup), and the real-world shapes of `sandbox.corpus`.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-# A fixed "today" keeps the data identical across runs and machines.
-ANCHOR = datetime(2025, 1, 15, 9, 0, tzinfo=UTC)
+from sandbox import corpus
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -129,11 +129,28 @@ LABS = {
         ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.0, 5.6, 5.5, 0.4, 1),
     ],
 }
+# pat-brooks: 2,000 home-monitoring sets (5 vitals each) every 4 hours, the last weighing
+# 75 days before the anchor, so ~2,250 newer vital signs push it out of any "latest 1000" page.
+BROOKS_MONITORING_SETS = 2000
+BROOKS_LAST_WEIGHED = 75
+
 ENCOUNTER_CLASSES = [("AMB", "ambulatory"), ("IMP", "inpatient encounter"), ("EMER", "emergency")]
 
 
 def iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def anchor_at(anchor: date | datetime | None = None) -> datetime:
+    """The data's "now": midnight UTC of `anchor` (a date), `anchor` itself (an aware datetime),
+    or midnight UTC today. Every date in the data is relative to it, so a fixed anchor gives
+    identical data on every run and machine."""
+    if isinstance(anchor, datetime):
+        if anchor.tzinfo is None:
+            raise ValueError("anchor datetime must be timezone-aware")
+        return anchor.astimezone(UTC)
+    day = anchor or datetime.now(UTC).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _qty(value: float, unit: str) -> dict:
@@ -173,8 +190,10 @@ def _range(low: float | None, high: float | None, unit: str) -> list[dict]:
 class _Builder:
     """Accumulates resources with sequential, deterministic ids."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, anchor: datetime) -> None:
         self.rng = random.Random(seed)  # noqa: S311 - reproducible synthetic data, not security
+        self.seed = seed
+        self.anchor = anchor
         self.resources: list[dict] = []
         self.counter = 0
 
@@ -408,12 +427,13 @@ def _profile(patient: tuple, rng: random.Random) -> dict:
 
 def _odd_patient(b: _Builder, pid: str) -> None:
     """Valid but unusual data: text-only codes, non-Quantity values, absent data, no dates."""
+    now = b.anchor
     enc = _encounter(
         "enc-odd-1",
         pid,
         ENCOUNTER_CLASSES[0],
-        ANCHOR - timedelta(days=40),
-        ANCHOR - timedelta(days=40, hours=-1),
+        now - timedelta(days=40),
+        now - timedelta(days=40, hours=-1),
         "prac-jones",
     )
     b.resources.append(enc)
@@ -426,7 +446,7 @@ def _odd_patient(b: _Builder, pid: str) -> None:
             "category": _category("survey", "Survey"),
             "code": {"text": "Patient-reported mood"},
             "subject": subject,
-            "effectiveDateTime": iso(ANCHOR - timedelta(days=40)),
+            "effectiveDateTime": iso(now - timedelta(days=40)),
             "valueString": "Feeling fine, a bit tired",
         },
         {
@@ -436,7 +456,7 @@ def _odd_patient(b: _Builder, pid: str) -> None:
             "category": _category("social-history", "Social History"),
             "code": _cc(LOINC, "72166-2", "Tobacco smoking status"),
             "subject": subject,
-            "effectiveDateTime": iso(ANCHOR - timedelta(days=40)),
+            "effectiveDateTime": iso(now - timedelta(days=40)),
             "valueCodeableConcept": _cc(SNOMED, "266919005", "Never smoked tobacco", "Never smoker"),
         },
         {
@@ -447,7 +467,7 @@ def _odd_patient(b: _Builder, pid: str) -> None:
             "code": _cc(LOINC, "8867-4", "Heart rate"),
             "subject": subject,
             "encounter": {"reference": "Encounter/enc-odd-1"},
-            "effectiveDateTime": iso(ANCHOR - timedelta(days=40)),
+            "effectiveDateTime": iso(now - timedelta(days=40)),
             "dataAbsentReason": _cc(
                 "http://terminology.hl7.org/CodeSystem/data-absent-reason",
                 "asked-unknown",
@@ -470,7 +490,7 @@ def _odd_patient(b: _Builder, pid: str) -> None:
             "category": _category("vital-signs", "Vital Signs"),
             "code": _cc(LOINC, "29463-7", "Body weight"),
             "subject": subject,
-            "effectiveDateTime": iso(ANCHOR - timedelta(days=41)),
+            "effectiveDateTime": iso(now - timedelta(days=41)),
             "valueQuantity": _qty(712, "kg"),
         },
         {
@@ -480,8 +500,8 @@ def _odd_patient(b: _Builder, pid: str) -> None:
             "code": {"text": "Sleep duration (self-reported)"},
             "subject": subject,
             "effectivePeriod": {
-                "start": iso(ANCHOR - timedelta(days=39, hours=8)),
-                "end": iso(ANCHOR - timedelta(days=39)),
+                "start": iso(now - timedelta(days=39, hours=8)),
+                "end": iso(now - timedelta(days=39)),
             },
             "valueQuantity": {"value": 7.5, "unit": "hours"},
         },
@@ -503,9 +523,9 @@ def _odd_patient(b: _Builder, pid: str) -> None:
     ]
 
 
-def generate(seed: int) -> list[dict]:
-    """All sandbox resources, deterministically from `seed`."""
-    b = _Builder(seed)
+def generate(seed: int, anchor: date | datetime | None = None) -> list[dict]:
+    """All sandbox resources, deterministically from `seed` and `anchor` (see `anchor_at`)."""
+    b = _Builder(seed, anchor_at(anchor))
     for pid, family, given, gender, _login in PRACTITIONERS:
         b.resources.append(_practitioner(pid, family, given, gender))
     for n, pat in enumerate(PATIENTS, start=1):
@@ -518,21 +538,28 @@ def generate(seed: int) -> list[dict]:
             continue
         prof = _profile(pat, b.rng)
         _clinical_history(b, pid, conds, kind, prof)
+    corpus.generate(b.resources, seed, b.anchor)
     return b.resources
 
 
 def _clinical_history(b: _Builder, pid: str, conds: list[str], kind: str, prof: dict) -> None:
     rng = b.rng
+    now = b.anchor
     pracs = ["prac-smith", "prac-jones", "prac-patel"]
     encounters: list[tuple[str, datetime]] = []
     # ~4 years of visits, roughly every 4-7 months, plus an ED visit and an admission.
-    t = ANCHOR - timedelta(days=4 * 365 + rng.randint(0, 60))
+    t = now - timedelta(days=4 * 365 + rng.randint(0, 60))
     visits: list[tuple[datetime, tuple[str, str]]] = []
-    while t < ANCHOR - timedelta(days=30):
+    # The high-volume patient's last weighing is a clinic visit BROOKS_LAST_WEIGHED days ago,
+    # with months of home-monitoring vitals after it (see _many_observations).
+    last_visit = now - timedelta(days=BROOKS_LAST_WEIGHED if kind == "many" else 30)
+    while t < last_visit:
         visits.append((t, ENCOUNTER_CLASSES[0]))
         t += timedelta(days=rng.randint(120, 210))
-    visits.append((ANCHOR - timedelta(days=rng.randint(200, 700)), ENCOUNTER_CLASSES[2]))
-    visits.append((ANCHOR - timedelta(days=rng.randint(300, 900)), ENCOUNTER_CLASSES[1]))
+    if kind == "many":
+        visits[-1] = (last_visit, ENCOUNTER_CLASSES[0])
+    visits.append((now - timedelta(days=rng.randint(200, 700)), ENCOUNTER_CLASSES[2]))
+    visits.append((now - timedelta(days=rng.randint(300, 900)), ENCOUNTER_CLASSES[1]))
     visits.sort(key=lambda v: v[0])
     for i, (start, cls) in enumerate(visits):
         eid = f"enc-{pid[4:]}-{i + 1}"
@@ -553,19 +580,21 @@ def _clinical_history(b: _Builder, pid: str, conds: list[str], kind: str, prof: 
             b.labs(pid, eid, start + timedelta(minutes=40), "a1c", prof)
     # Today's visit, still open: the encounter the simulated EHR launches with.
     current = f"enc-{pid[4:]}-current"
-    start = ANCHOR - timedelta(minutes=50)
+    start = now - timedelta(minutes=50)
     b.resources.append(_encounter(current, pid, ENCOUNTER_CLASSES[0], start, None, "prac-smith"))
-    b.vitals(pid, current, start + timedelta(minutes=5), prof)
+    # No weighing today for the high-volume patient: its latest weight stays months old.
+    b.vitals(pid, current, start + timedelta(minutes=5), dict(prof, anthro=False) if kind == "many" else prof)
     for n, key in enumerate(conds):
         eid, when = encounters[min(n, len(encounters) - 1)]
         b.resources.append(_condition(f"cond-{pid[4:]}-{n + 1}", pid, key, when, eid))
     if kind == "many":
-        _many_observations(b, pid, prof, encounters)
+        _many_observations(b, pid, prof)
 
 
-def _many_observations(b: _Builder, pid: str, prof: dict, encounters: list[tuple[str, datetime]]) -> None:
-    """Home-monitoring vitals every 4 hours for ~10 months: 10,000+ observations for paging."""
-    start = ANCHOR - timedelta(days=300)
+def _many_observations(b: _Builder, pid: str, prof: dict) -> None:
+    """Home-monitoring vitals every 4 hours for ~11 months up to 2 hours before the anchor:
+    10,000 observations (BP, HR, RR, temperature, SpO2; never weight, height or BMI)."""
+    last = b.anchor - timedelta(hours=2)
     prof = dict(prof, anthro=False)
-    for i in range(2000):
-        b.vitals(pid, None, start + timedelta(hours=4 * i), prof)
+    for i in range(BROOKS_MONITORING_SETS - 1, -1, -1):
+        b.vitals(pid, None, last - timedelta(hours=4 * i), prof)

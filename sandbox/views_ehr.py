@@ -32,6 +32,43 @@ def _name(res: dict) -> str:
     return " ".join([*n.get("given", []), n.get("family", "")]).strip() or "(no name)"
 
 
+def _text(concept: object) -> str:
+    """A CodeableConcept or Coding as a person reads it: its text, else a display, else a code."""
+    if not isinstance(concept, dict):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return concept["text"]
+    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+    if "display" in concept or "code" in concept:  # a bare Coding (Encounter.class)
+        codings = [concept, *codings]
+    for key in ("display", "code"):
+        for coding in codings:
+            if isinstance(coding.get(key), str) and coding[key].strip():
+                return coding[key]
+    return ""
+
+
+def _condition_row(res: dict) -> dict:
+    """What the chart lists of a Condition, whatever optional elements it lacks."""
+    status = _text(res.get("clinicalStatus"))
+    if _text(res.get("verificationStatus")).lower() in ("entered-in-error", "entered in error"):
+        status = "entered in error"
+    return {"name": _text(res.get("code")) or "(unnamed problem)", "status": status.lower()}
+
+
+def _encounter_row(res: dict) -> dict:
+    """What the chart shows of an Encounter, whatever optional elements it lacks."""
+    period = res.get("period") if isinstance(res.get("period"), dict) else {}
+    start = period.get("start") if isinstance(period.get("start"), str) else ""
+    return {
+        "id": res["id"],
+        "start": start,
+        "date": start[:10],
+        "class": _text(res.get("class")),
+        "status": res.get("status") if isinstance(res.get("status"), str) else "",
+    }
+
+
 def _patients() -> list[dict]:
     out = []
     for body in Resource.objects.filter(rtype="Patient").order_by("rid").values_list("body", flat=True):
@@ -70,7 +107,7 @@ def chart(request: HttpRequest, pid: str) -> HttpResponse:
         raise Http404("no such patient")
     patient = json.loads(row.body)
     encounters = [
-        json.loads(b)
+        _encounter_row(json.loads(b))
         for b in Resource.objects.filter(rtype="Encounter", patient_id=pid)
         .order_by("-date")
         .values_list("body", flat=True)
@@ -79,7 +116,7 @@ def chart(request: HttpRequest, pid: str) -> HttpResponse:
     if encounter_id and encounter_id not in {e["id"] for e in encounters}:
         raise Http404("no such encounter for this patient")
     conditions = [
-        json.loads(b)
+        _condition_row(json.loads(b))
         for b in Resource.objects.filter(rtype="Condition", patient_id=pid).values_list("body", flat=True)
     ]
     clients = [c for c in Client.objects.all() if c.launch_url]

@@ -7,7 +7,8 @@ import time
 import uuid
 from urllib.parse import urlencode
 
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -19,6 +20,11 @@ from sandbox.scopes import Access
 from sandbox.store import Resource, Token
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
+OPERATIONS = {
+    "Observation": [
+        {"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"}
+    ]
+}
 NOT_IN_COMPARTMENT = {"Practitioner"}
 
 
@@ -224,6 +230,11 @@ def search(request: HttpRequest, rtype: str) -> HttpResponse:
         )
     if offset:
         links.append({"relation": "previous", "url": link(max(offset - count, 0))})
+    return _finish(token, rtype, _bundle(base, rtype, rows, total, links, bool(corrupt)))
+
+
+def _bundle(base: str, rtype: str, rows: list[str], total: int, links: list[dict], corrupt: bool) -> str:
+    """A searchset Bundle around stored bodies, spliced in as text (no decode/encode per entry)."""
     head = {
         "resourceType": "Bundle",
         "id": uuid.uuid4().hex,
@@ -247,7 +258,45 @@ def search(request: HttpRequest, rtype: str) -> HttpResponse:
     text = json.dumps(head, separators=(",", ":"))
     if entries:
         text = text[:-1] + ',"entry":[' + ",".join(entries) + "]}"
-    return _finish(token, rtype, text)
+    return text
+
+
+@require_http_methods(["GET"])
+def lastn(request: HttpRequest) -> HttpResponse:
+    """Observation/$lastn: the `max` (default 1) most recent observations of each code, by
+    effective date, among those the other parameters (any Observation search parameter) select.
+
+    A "code" is the whole Observation.code (all its codings), so one reading coded both
+    2708-6 and 59408-5 is one group. Status is not filtered unless `status` is given, as in
+    the specification. Reference: https://hl7.org/fhir/R4/observation-operation-lastn.html
+    """
+    rtype = "Observation"
+    admitted = _admit(request, rtype, "s")
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    token, allowed = admitted
+    params = [(k, v) for k in request.GET for v in request.GET.getlist(k) if k != "max"]
+    if not any(k.partition(":")[0] in ("patient", "subject") for k, _ in params):
+        return outcome(400, "required", "$lastn needs a patient or subject parameter")
+    strict = "handling=strict" in request.META.get("HTTP_PREFER", "")
+    try:
+        qs, _used = fhirsearch.apply_params(Resource.objects.filter(rtype=rtype), rtype, params, strict)
+        per_code = fhirsearch.parse_int(request.GET.get("max"), "max", 1, 1, fhirsearch.MAX_COUNT)
+    except fhirsearch.SearchError as e:
+        return outcome(400, "invalid", str(e))
+    newest_first = [F("date").desc(nulls_last=True), F("id").desc()]
+    ranked = (
+        qs.filter(allowed)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("codes")], order_by=newest_first))
+        .filter(rank__lte=per_code)
+    )
+    ids = list(ranked.order_by("codes", "rank").values_list("pk", flat=True))
+    bodies = dict(Resource.objects.filter(pk__in=ids).values_list("pk", "body"))
+    faults = token.client.faults or {}
+    corrupt = bool(faults.get("invalid_resources") and fault_mod.applies_to(faults, rtype))
+    base = oauth.fhir_base(request)
+    links = [{"relation": "self", "url": f"{base}/{rtype}/$lastn?{request.GET.urlencode()}"}]
+    return _finish(token, rtype, _bundle(base, rtype, [bodies[pk] for pk in ids], len(ids), links, corrupt))
 
 
 def _extract_id(body: str) -> str:
@@ -310,6 +359,7 @@ def metadata(request: HttpRequest) -> HttpResponse:
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": search_params[rtype],
                     }
+                    | ({"operation": OPERATIONS[rtype]} if rtype in OPERATIONS else {})
                     for rtype in fhirsearch.SUPPORTED_TYPES
                 ],
             }

@@ -3,6 +3,7 @@ introspection, revocation, JWKS and the SMART style document."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from sandbox import oauth, synthetic
 from sandbox.faults import stats
 from sandbox.oauth import OAuthError
-from sandbox.scopes import NON_CLINICAL, parse_clinical
+from sandbox.scopes import NON_CLINICAL, describe, describe_all, parse_clinical
 from sandbox.store import Client, Resource, UserProfile
 
 CAPABILITIES = [
@@ -256,12 +257,14 @@ def _needs_patient(scopes: list[str]) -> bool:
 
 
 def _patient_choices() -> list[dict]:
-    rows = Resource.objects.filter(rtype="Patient").order_by("rid").values_list("rid", "text")
-    names = {p[0]: (p[1], p[2], p[4]) for p in synthetic.PATIENTS}
+    """Every patient with the official (else first) name and birth date of its stored record."""
     out = []
-    for rid, _text in rows:
-        family, given, birth = names.get(rid, (rid, [], ""))
-        out.append({"id": rid, "name": " ".join([*given, family]).strip(), "birth": birth})
+    for body in Resource.objects.filter(rtype="Patient").order_by("rid").values_list("body", flat=True):
+        res = json.loads(body)
+        names = res.get("name") or [{}]
+        name = next((n for n in names if n.get("use") == "official"), names[0])
+        text = " ".join([*name.get("given", []), name.get("family", "")]).strip()
+        out.append({"id": res["id"], "name": text, "birth": res.get("birthDate", "")})
     return out
 
 
@@ -322,8 +325,8 @@ def authorize_continue(request: HttpRequest, txn_id: str) -> HttpResponse:
         "sandbox/consent.html",
         {
             "client": client,
-            "scopes": granted_candidates,
-            "refused": [s for s in txn["scope"] if s not in granted_candidates],
+            "groups": describe_all(granted_candidates),
+            "refused": [(s, describe(s)[1]) for s in txn["scope"] if s not in granted_candidates],
             "patient": txn["patient"],
             "user": txn["user"],
         },

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -26,7 +25,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from smartapp import cachepolicy, oauth
+from smartapp import cachepolicy, oauth, safety
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,6 @@ ALLOWED_ALGS = {
     "ES512": ("EC", "P-521"),
 }
 FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Person")
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
 MAX_FHIR_USER = 512  # the Launch column
 
 
@@ -68,7 +66,7 @@ def _fetch_jwks(jwks_uri: str, *, use_cache: bool) -> list[dict[str, Any]]:
         if cached is not None:
             return cached
     try:
-        document = oauth._get_json(jwks_uri)
+        document = oauth.get_json(jwks_uri)
     except oauth.OAuthError as exc:
         raise IdentityError(f"The EHR's signing keys could not be fetched: {exc}") from exc
     keys = [k for k in document.get("keys") or [] if isinstance(k, dict)]
@@ -109,7 +107,7 @@ def absolute_fhir_user(value: str, iss: str) -> str:
     if (
         len(segments) < 2
         or segments[-2] not in FHIR_USER_TYPES
-        or not _FHIR_ID.fullmatch(segments[-1])
+        or not safety.FHIR_ID.match(segments[-1])
         or len(absolute) > MAX_FHIR_USER
         or oauth.has_control_characters(absolute)
     ):

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from smartapp import session
+from smartapp import security, session
 from smartapp.flow import revoke_and_delete
 from smartapp.models import Launch
 from smartapp.tokens import RefreshError, refresh_access_token
@@ -46,6 +46,7 @@ class LaunchContextMiddleware:
             launch = None
         if launch is None:
             return render(request, "smartapp/session_ended.html", {"reason": "unknown"}, status=401)
+        security.note_refused_framing(request, launch.ehr)
         if launch.refresh_token and launch.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
             try:
                 launch = refresh_access_token(launch)

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from smartapp import safety
 from smartapp.crypto import EncryptedTextField
 
 DASHBOARD_RESOURCES = ("Patient", "Encounter", "Observation", "Condition")
@@ -46,9 +47,7 @@ def _v2_form(scope: str) -> str:
 
 def validate_issuer(value: str) -> None:
     """An EHR's FHIR base must be https (plain http only for a loopback dev sandbox)."""
-    from smartapp.oauth import is_secure_url  # oauth imports this module
-
-    if not is_secure_url(value):
+    if not safety.is_secure_url(value):
         raise ValidationError("The issuer must be an https URL.", code="insecure_issuer")
 
 
@@ -101,6 +100,13 @@ class Ehr(models.Model):
         default="",
         validators=[validate_frame_ancestors],
         help_text="Origins allowed to embed the app in an iframe, space-separated (e.g. https://ehr.example.org).",
+    )
+    framing_refused_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When this EHR last tried to show the app in an iframe that the browser had to refuse "
+        "(no matching frame ancestor). Cleared when the frame ancestors are changed.",
     )
     authorize_url_override = models.URLField(
         max_length=500,

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.cookiejar
 import json
 import logging
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
-import requests
 from django.conf import settings
 from django.utils import timezone
-from requests.adapters import HTTPAdapter
 
-from smartapp import cachepolicy, keys
+from smartapp import cachepolicy, keys, safety, transport
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -96,34 +92,7 @@ class TokenResponseError(OAuthError):
     """The token endpoint answered, but not with a usable token response."""
 
 
-# --- HTTP -----------------------------------------------------------------------------------
-
-
-def _timeout() -> tuple[float, float]:
-    return (settings.SMART_HTTP_CONNECT_TIMEOUT, settings.SMART_HTTP_READ_TIMEOUT)
-
-
-_pool: requests.Session | None = None
-_pool_lock = threading.Lock()
-
-
-def _http() -> requests.Session:
-    """One keep-alive pool for discovery, JWKS and token calls: no new TCP+TLS handshake per launch.
-
-    It holds no per-user state: credentials go in per-request headers/bodies, and cookies are
-    refused (a shared jar would carry one user's EHR cookies into another's request).
-    """
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            session = requests.Session()
-            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            _pool = session
-        return _pool
-
+# --- HTTP (through smartapp.transport) --------------------------------------------------------
 
 # Discovery documents, CapabilityStatements and JWKS are small; a CapabilityStatement of a large
 # server can reach a few hundred KB.
@@ -134,40 +103,22 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 
 
-def _read_capped(response: requests.Response, limit: int, deadline: float | None = None) -> bytes | None:
-    """The body of a streamed response, or None once it passes `limit` (nothing more is read).
-
-    With a `deadline` (time.monotonic()), a server trickling bytes cannot outlast it: the read
-    timeout only bounds each read.
-    """
-    body = b""
-    for chunk in response.iter_content(64 * 1024):  # requests' errors, not urllib3's
-        body += chunk
-        if len(body) > limit:
-            return None
-        if deadline is not None and time.monotonic() > deadline:
-            raise requests.Timeout("the body did not arrive in time")
-    return body
-
-
-def _get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
+def get_json(url: str, accept: str = "application/json") -> dict[str, Any]:
+    """GET a JSON document (discovery, CapabilityStatement, JWKS); no redirects, size-capped."""
     try:
-        # No redirects: only the documents the registered EHR names are ever fetched.
-        response = _http().get(
-            url, headers={"Accept": accept}, timeout=_timeout(), allow_redirects=False, stream=True
-        )
-        with response:
-            if response.status_code != 200:
-                raise DiscoveryError(f"The EHR answered HTTP {response.status_code}.")
-            body = _read_capped(response, MAX_DOCUMENT_BYTES)
-    except requests.Timeout as exc:
+        reply = transport.fetch("GET", url, headers={"Accept": accept}, limit=MAX_DOCUMENT_BYTES)
+    except transport.RefusedURL as exc:
+        raise DiscoveryError(f"The app does not fetch this address: {exc}") from exc
+    except transport.Timeout as exc:
         raise TransportError("The EHR did not answer in time.") from exc
-    except requests.RequestException as exc:
+    except transport.TooLarge as exc:
+        raise DiscoveryError("The EHR's document is implausibly large.") from exc
+    except transport.OutboundError as exc:
         raise TransportError("The EHR could not be reached.") from exc
-    if body is None:
-        raise DiscoveryError("The EHR's document is implausibly large.")
+    if reply.status_code != 200:
+        raise DiscoveryError(f"The EHR answered HTTP {reply.status_code}.")
     try:
-        data = json.loads(body)
+        data = loads(reply.body)
     except ValueError as exc:
         raise DiscoveryError("The EHR answered with something other than JSON.") from exc
     if not isinstance(data, dict):
@@ -187,28 +138,30 @@ class FormReply:
 
 
 def _post_form(url: str, data: dict[str, str], headers: dict[str, str]) -> FormReply:
-    # The whole call, headers and body, fits in connect + read timeout (see longest_token_call).
-    deadline = time.monotonic() + sum(_timeout())
+    """POST a form; the whole call, headers and body, ends within the transport's deadline.
+
+    The answer is returned once it has arrived whole, and parsed after the call is over: a
+    token response already received is never thrown away because the clock ran on meanwhile.
+    """
     try:
-        # No redirects: credentials are for this endpoint only.
-        response = _http().post(
+        reply = transport.fetch(
+            "POST",
             url,
             data=data,
             headers={"Accept": "application/json", **headers},
-            timeout=_timeout(),
-            allow_redirects=False,
-            stream=True,
+            limit=MAX_TOKEN_RESPONSE_BYTES,
         )
-        with response:
-            body = _read_capped(response, MAX_TOKEN_RESPONSE_BYTES, deadline)
-    except requests.Timeout as exc:
+    except transport.RefusedURL as exc:
+        raise ConfigurationError(f"The app does not send credentials to this address: {exc}") from exc
+    except transport.Timeout as exc:
         raise TransportError("The EHR's token service did not answer in time.") from exc
-    except requests.RequestException as exc:
-        raise TransportError("The EHR's token service could not be reached.") from exc
-    if body is None:
+    except transport.TooLarge as exc:
         logger.warning("token endpoint answered with more than %d bytes; refused", MAX_TOKEN_RESPONSE_BYTES)
-        raise TokenResponseError("The EHR's token service answered with an implausibly large response.")
-    return FormReply(response.status_code, body)
+        message = "The EHR's token service answered with an implausibly large response."
+        raise TokenResponseError(message) from exc
+    except transport.OutboundError as exc:
+        raise TransportError("The EHR's token service could not be reached.") from exc
+    return FormReply(reply.status_code, reply.body)
 
 
 # --- Discovery ------------------------------------------------------------------------------
@@ -238,13 +191,9 @@ class SmartConfig:
         return capability in self.capabilities
 
 
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
 def is_secure_url(url: str) -> bool:
-    """https, or plain http to a loopback host (the dev sandbox): secrets never cross a network in clear."""
-    parts = urlsplit(url)
-    return parts.scheme == "https" or (parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS)
+    """https, or plain http to loopback in dev/tests (`smartapp.safety`): no secrets in clear."""
+    return safety.is_secure_url(url)
 
 
 def _resolve(base: str, value: Any) -> str:
@@ -294,11 +243,11 @@ def fetch_document(ehr: Ehr) -> tuple[dict[str, Any], str]:
     """Fetch the SMART configuration: .well-known first, the CapabilityStatement as a fallback."""
     # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/conformance.html#using-well-known
     try:
-        document = _get_json(f"{ehr.iss}/.well-known/smart-configuration")
+        document = get_json(f"{ehr.iss}/.well-known/smart-configuration")
     except OAuthError as first:
         logger.info("smart-configuration unavailable for ehr=%s (%s); trying /metadata", ehr.pk, first)
         try:
-            statement = _get_json(f"{ehr.iss}/metadata", accept="application/fhir+json")
+            statement = get_json(f"{ehr.iss}/metadata", accept="application/fhir+json")
         except OAuthError as second:
             raise DiscoveryError(
                 f"Could not read {ehr.name}'s SMART configuration ({first} Fallback: {second})"
@@ -308,7 +257,7 @@ def fetch_document(ehr: Ehr) -> tuple[dict[str, Any], str]:
         return document, "smart-configuration"
     # A .well-known without endpoints: an older server may still declare them in /metadata.
     try:
-        statement = _get_json(f"{ehr.iss}/metadata", accept="application/fhir+json")
+        statement = get_json(f"{ehr.iss}/metadata", accept="application/fhir+json")
         return _from_capability_statement(statement), "metadata"
     except OAuthError:
         return document, "smart-configuration"  # evaluate() names what is missing
@@ -686,14 +635,10 @@ def _optional_hint(body: dict[str, Any], name: str, max_length: int, warnings: l
     return value
 
 
-# FHIR ids are [A-Za-z0-9-.]{1,64}; some EHRs (Epic) send longer ones, so allow up to the column size.
-_CONTEXT_ID = re.compile(r"[A-Za-z0-9\-.]{1,256}")
-
-
 def _context_id(body: dict[str, Any], name: str) -> str:
     """A launch-context id (`patient`, `encounter`): a valid id or nothing, never truncated."""
     value = _optional_str(body, name)
-    if value and not _CONTEXT_ID.fullmatch(value):
+    if value and not safety.FHIR_ID.match(value):
         raise TokenResponseError(f"The EHR's token response has an invalid {name} id.")
     return value
 
@@ -824,9 +769,8 @@ def _token_call(ehr: Ehr, config: SmartConfig, grant: dict[str, str]) -> FormRep
 
 
 def longest_token_call() -> float:
-    """Seconds a token call may take at worst: two attempts at the HTTP timeouts, and the pause."""
-    attempt = settings.SMART_HTTP_CONNECT_TIMEOUT + settings.SMART_HTTP_READ_TIMEOUT
-    return 2 * attempt + TOKEN_RETRY_DELAY
+    """Seconds a token call may take at worst: two attempts at the transport's deadline, and the pause."""
+    return 2 * transport.longest_call() + TOKEN_RETRY_DELAY
 
 
 def exchange_code(

@@ -13,8 +13,9 @@ import sys
 from django.db.utils import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
-from django.views import defaults
 from redis.exceptions import RedisError
+
+from smartapp import errors
 
 # OperationalError: the server is down, restarting or refusing connections; InterfaceError: the
 # connection broke under us. A RedisError reaching here is a cache use outside smartapp.cachepolicy.
@@ -44,7 +45,7 @@ def _retry_url(request: HttpRequest) -> str:
 def server_error(request: HttpRequest, template_name: str = "500.html") -> HttpResponse:
     """handler500: a 503 with a retry link for an outage, Django's own 500 for anything else."""
     if not is_outage(sys.exc_info()[1]):
-        return defaults.server_error(request, template_name)
+        return errors.server_error(request)
     html = render_to_string(
         "smartapp/error.html",
         {
@@ -52,6 +53,7 @@ def server_error(request: HttpRequest, template_name: str = "500.html") -> HttpR
             "message": "The app cannot reach its database or cache just now. Nothing was lost; "
             "try again in a moment.",
             "retry_url": _retry_url(request),
+            "request": request,  # its request_id, the page's reference; no context processors
         },
     )
     response = HttpResponse(html, status=503)

@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from http.cookies import Morsel
 from urllib.parse import urlsplit
 
@@ -28,8 +29,9 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
-from smartapp import cachepolicy
+from smartapp import cachepolicy, safety
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ _ORIGIN = re.compile(
     r"(?P<scheme>https?)://(?P<host>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
     r"|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
 )
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 
 
 def normalize_origin(value: str) -> str | None:
@@ -58,7 +59,7 @@ def normalize_origin(value: str) -> str | None:
     port = match.group("port")
     if port is not None and not 0 < int(port) < 65536:
         return None
-    if match.group("scheme") == "http" and match.group("host") not in _LOOPBACK_HOSTS:
+    if match.group("scheme") == "http" and not safety.is_loopback_host(match.group("host")):
         return None
     return candidate
 
@@ -124,6 +125,52 @@ def invalidate_ehr_origins(**kwargs) -> None:
     """Any change to an EHR may change who may frame the app: drop the cached origins."""
     # In a cache outage the stale entry expires within SMART_CSP_CACHE_TTL.
     cachepolicy.delete(cachepolicy.CSP_ORIGINS, CACHE_KEY)
+
+
+# --- Embedding diagnostics ------------------------------------------------------------------------
+# Chromium refuses a framed page whose frame-ancestors do not list the parent, and shows only a
+# broken-page icon: nothing reaches the app or the EHR's admin. The request itself still arrives,
+# marked `Sec-Fetch-Dest: iframe`, so the app can say why on the EHR's admin page.
+# Reference: https://www.w3.org/TR/fetch-metadata/#sec-fetch-dest-header
+FRAMING_RECORD_INTERVAL = 60  # seconds between two writes of the same EHR's refusal time
+
+
+def _referrer_origin(request: HttpRequest) -> str | None:
+    return origin_of_url(request.headers.get("Referer", ""))
+
+
+def note_refused_framing(request: HttpRequest, ehr: Ehr, by_parent: bool = False) -> bool:
+    """If this iframe navigation will be refused for `ehr`, log it and record when; True if so.
+
+    Refused when the EHR has no usable frame ancestor; with `by_parent` (the EHR's own launch
+    request, whose Referer is the page that holds the iframe), also when that page's origin is
+    not among the allowed ancestors.
+    """
+    if request.headers.get("Sec-Fetch-Dest") != "iframe":
+        return False
+    ancestors = [o for o in (normalize_origin(raw) for raw in ehr.frame_ancestors.split()) if o]
+    parent = _referrer_origin(request) if by_parent else None
+    # The policy allows every enabled EHR's ancestors, so a known parent is judged against them all.
+    refused = parent not in ehr_origins().frame_ancestors if parent else not ancestors
+    if not refused:
+        return False
+    if ancestors:
+        logger.warning(
+            "EHR %r (id %s) embeds the app from %s, which is not among its frame ancestors; the browser "
+            "will refuse to show the app. Add that origin to the EHR's frame ancestors.",
+            ehr.name, ehr.pk, parent,
+        )  # fmt: skip
+    else:
+        logger.warning(
+            "EHR %r (id %s) embeds the app in an iframe but has no frame ancestor registered; the browser "
+            "will refuse to show the app. Add the EHR's origin%s to its frame ancestors.",
+            ehr.name, ehr.pk, f" ({parent})" if parent else "",
+        )  # fmt: skip
+    now = timezone.now()
+    recent = now - timedelta(seconds=FRAMING_RECORD_INTERVAL)
+    # update(), not save(): no write when recorded a moment ago, and no CSP cache invalidation.
+    Ehr.objects.filter(pk=ehr.pk).exclude(framing_refused_at__gt=recent).update(framing_refused_at=now)
+    return True
 
 
 # --- Content-Security-Policy --------------------------------------------------------------------

@@ -236,6 +236,22 @@ AUTH_PASSWORD_VALIDATORS = [
 SMART_APP_BASE_URL = env.str("SMART_APP_BASE_URL", default="http://localhost:8000").rstrip("/")
 SMART_HTTP_CONNECT_TIMEOUT = env.float("SMART_HTTP_CONNECT_TIMEOUT", default=3.05)
 SMART_HTTP_READ_TIMEOUT = env.float("SMART_HTTP_READ_TIMEOUT", default=10.0)
+# The total wall-clock limit on one outbound call, headers and body (smartapp.transport): a server
+# trickling bytes cannot outlast it. Token calls, the refresh lock and the proxy timeout derive from it.
+SMART_HTTP_DEADLINE = env.float(
+    "SMART_HTTP_DEADLINE", default=SMART_HTTP_CONNECT_TIMEOUT + SMART_HTTP_READ_TIMEOUT
+)
+# The EHR's style document is cosmetic: the page waits for it this long at most.
+SMART_STYLE_DEADLINE = env.float("SMART_STYLE_DEADLINE", default=3.0)
+# Plain http to loopback (the sandbox EHR on http://127.0.0.1) is allowed with DEBUG only; this
+# test-only switch allows it without DEBUG (the suite runs production-like settings).
+# Never set it in production.
+SMART_ALLOW_HTTP_LOOPBACK = env.bool("SMART_ALLOW_HTTP_LOOPBACK", default=False)
+for _name in ("SMART_HTTP_CONNECT_TIMEOUT", "SMART_HTTP_READ_TIMEOUT", "SMART_HTTP_DEADLINE"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be a positive number of seconds, got {globals()[_name]}")
+if SMART_STYLE_DEADLINE <= 0:
+    raise ImproperlyConfigured(f"SMART_STYLE_DEADLINE must be positive, got {SMART_STYLE_DEADLINE}")
 SMART_DISCOVERY_TTL = env.int("SMART_DISCOVERY_TTL", default=3600)
 SMART_REFRESH_SKEW_SECONDS = env.int("SMART_REFRESH_SKEW_SECONDS", default=60)
 SMART_REFRESH_BACKOFF_SECONDS = env.int("SMART_REFRESH_BACKOFF_SECONDS", default=10)

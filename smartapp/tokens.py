@@ -8,11 +8,22 @@ token has expired waits for the winner and uses the token the winner stored. Rot
 tokens replace the old one, which is never used twice. After a failure that may pass (no answer,
 a 5xx), the EHR is not asked again for SMART_REFRESH_BACKOFF_SECONDS.
 
+A launch is never lost to a slow token endpoint (issue 14, D2):
+- the lock outlives the longest possible token call, derived from the transport's total deadline
+  (which holds whatever the EHR does), so it cannot expire under a live refresh;
+- a token response that arrived whole is used, even if the clock ran past the deadline while it
+  was parsed (the transport returns a complete body; parsing happens after the call);
+- a refresh token is never sent while an earlier send of it may still be in flight: right before
+  sending, the launch is re-read (a token stored meanwhile is used instead), and the refresh token
+  is claimed with `cache.add` for longer than the lock. If the lock expired anyway (a stalled
+  process), the claim stops a second send and the late refresher waits for the first one's result.
+
 Reference: https://build.fhir.org/ig/HL7/smart-app-launch/app-launch.html#refresh-access-token
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -34,9 +45,17 @@ POLL_SECONDS = 0.05
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 
 
+LOCK_MARGIN_SECONDS = 5  # database round trips around the token call (reload, store)
+
+
 def lock_seconds() -> int:
-    """The lock outlives the slowest refresh, so it never expires under a live one."""
-    return math.ceil(oauth.longest_token_call()) + 5
+    """The lock outlives the slowest refresh (deadline-derived), so it never expires under a live one."""
+    return math.ceil(oauth.longest_token_call()) + LOCK_MARGIN_SECONDS
+
+
+def claim_seconds() -> int:
+    """A refresh token's in-flight claim outlasts the lock: a stall past the lock is still covered."""
+    return 2 * lock_seconds()
 
 
 def wait_seconds() -> float:
@@ -82,7 +101,25 @@ def _reload(launch: Launch) -> Launch:
 
 
 def _refreshed_since(fresh: Launch, seen: Launch) -> bool:
-    return fresh.access_token != seen.access_token
+    return fresh.access_token != seen.access_token or fresh.refresh_token != seen.refresh_token
+
+
+def _claim_key(launch: Launch) -> str:
+    digest = hashlib.sha256(launch.refresh_token.encode()).hexdigest()[:32]
+    return f"smart:refresh-sent:{launch.pk}:{digest}"
+
+
+class _InFlight(Exception):
+    """This refresh token is being sent by another request right now."""
+
+
+def _claim(launch: Launch, owner: str) -> str:
+    """Claim the launch's refresh token for one send; `_InFlight` if another send holds it."""
+    key = _claim_key(launch)
+    # Fails closed like the lock (cachepolicy.CacheUnavailable): an unclaimed send could be a second.
+    if not cachepolicy.add(cachepolicy.REFRESH_LOCK, key, owner, claim_seconds()):
+        raise _InFlight
+    return key
 
 
 def _config(launch: Launch) -> oauth.SmartConfig:
@@ -94,10 +131,11 @@ def _config(launch: Launch) -> oauth.SmartConfig:
         raise RefreshError(str(exc), final=False) from exc
 
 
-def _do_refresh(launch: Launch, config: oauth.SmartConfig) -> Launch:
+def _do_refresh(launch: Launch, config: oauth.SmartConfig, owner: str) -> Launch:
     """One refresh call, storing the new tokens on the launch (caller holds the lock)."""
     if not launch.refresh_token:
         raise RefreshError("no refresh token", final=True)
+    claim = _claim(launch, owner)
     try:
         result = oauth.refresh(
             launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
@@ -113,6 +151,10 @@ def _do_refresh(launch: Launch, config: oauth.SmartConfig) -> Launch:
             "final" if final else "transient",
         )
         raise RefreshError(str(exc), final=final) from exc
+    finally:
+        # The call is over (an answer, or none within the deadline): a later refresh may send
+        # this token again; a concurrent one could not.
+        cachepolicy.delete(cachepolicy.REFRESH_LOCK, claim)
     if result.patient and launch.patient_id and result.patient != launch.patient_id:
         # Never the wrong patient: a refresh may not switch the launch's patient.
         logger.warning("refresh for ehr=%s returned a different patient; launch dropped", launch.ehr_id)
@@ -159,24 +201,35 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
         raise
 
 
+def _busy(key: str, launch: Launch) -> bool:
+    """Another request holds the lock, or is sending this launch's refresh token."""
+    if _holder(key) is not None:
+        return True
+    return bool(launch.refresh_token) and _holder(_claim_key(launch)) is not None
+
+
 def _refresh_locked(launch: Launch, config: oauth.SmartConfig, *, force: bool) -> Launch:
     key = _lock_key(launch)
     owner = secrets.token_hex(8)
     for _attempt in range(2):
         if _acquire(key, owner):
             try:
+                # Re-read right before sending: a refresh stored meanwhile (even by a holder whose
+                # lock expired) is used, and its rotated-away refresh token never sent again.
                 fresh = _reload(launch)
                 if _refreshed_since(fresh, launch):
                     return fresh  # another process refreshed between our read and the lock
                 if not force and not fresh.expires_within(settings.SMART_REFRESH_SKEW_SECONDS):
                     return fresh
-                return _do_refresh(fresh, config)
+                return _do_refresh(fresh, config, owner)
+            except _InFlight:
+                logger.warning("refresh lock expired under a live refresh (ehr=%s); waiting", launch.ehr_id)
             finally:
                 cachepolicy.release(cachepolicy.REFRESH_LOCK, key, owner)
         if not force and not launch.expires_within(0):
             return launch  # another request is refreshing; this token still works meanwhile
         deadline = time.monotonic() + wait_seconds()
-        while _holder(key) is not None and time.monotonic() < deadline:
+        while _busy(key, launch) and time.monotonic() < deadline:
             if _failed_recently(launch):
                 raise RefreshError("a concurrent refresh failed", final=False)
             time.sleep(POLL_SECONDS)
@@ -185,7 +238,7 @@ def _refresh_locked(launch: Launch, config: oauth.SmartConfig, *, force: bool) -
             return fresh
         if _failed_recently(launch):
             raise RefreshError("a concurrent refresh failed", final=False)
-        if _holder(key) is not None:
+        if _busy(key, launch):
             raise RefreshError("timed out waiting for a concurrent refresh", final=False)
         # The other refresh did not store a token (it failed or did nothing): try once ourselves.
     raise RefreshError("could not acquire the refresh lock", final=False)

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from smartapp import keys, session
+from smartapp import keys, security, session
 from smartapp.flow import (
     MAX_ISS_PARAM,
     MAX_LAUNCH_PARAM,
@@ -46,6 +46,9 @@ def _head_without_effects(view):
 
 
 def _error(request: HttpRequest, error: FlowError) -> HttpResponse:
+    # The page shows this request's id as its reference; this line carries the same id.
+    ehr_id = error.ehr.pk if error.ehr else None
+    logger.warning("error page %s %r (ehr=%s, kind=%s)", error.status, error.title, ehr_id, error.kind or "-")
     return render(
         request,
         "smartapp/error.html",
@@ -73,10 +76,15 @@ def launch(request: HttpRequest) -> HttpResponse:
     """EHR launch: only a registered, enabled issuer gets any outbound request (SSRF)."""
     iss, launch_param = request.GET.get("iss", ""), request.GET.get("launch", "")
     if not iss or len(iss) > MAX_ISS_PARAM or has_control_characters(iss):
-        return _error(request, FlowError("Invalid launch", "The EHR did not send a valid `iss` parameter."))
+        return _error(
+            request,
+            FlowError(
+                "Invalid launch", "The EHR did not say which FHIR server it is (no valid iss parameter)."
+            ),
+        )
     if not launch_param or len(launch_param) > MAX_LAUNCH_PARAM or has_control_characters(launch_param):
         return _error(
-            request, FlowError("Invalid launch", "The EHR did not send a valid `launch` parameter.")
+            request, FlowError("Invalid launch", "The EHR did not send a valid launch parameter.")
         )
     ehr = _ehr_for_issuer(iss)
     if ehr is None:
@@ -89,6 +97,7 @@ def launch(request: HttpRequest) -> HttpResponse:
                 "Ask your administrator to register it.",
             ),
         )
+    security.note_refused_framing(request, ehr, by_parent=True)
     try:
         return redirect(begin(request, ehr, Launch.Kind.EHR, launch=launch_param, iss=iss))
     except FlowError as error:

@@ -62,6 +62,7 @@ def app_env(db_path: Path, port: int, **overrides: str) -> dict[str, str]:
             "STATIC_MANIFEST": "False",
             "WHITENOISE_USE_FINDERS": "True",
             "SANDBOX_ENABLED": "False",
+            "SMART_ALLOW_HTTP_LOOPBACK": "True",  # the sandbox EHR is http://127.0.0.1
             "LOG_LEVEL": "INFO",
             "DJANGO_SETTINGS_MODULE": "smartapp.settings",
         }

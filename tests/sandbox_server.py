@@ -22,8 +22,11 @@ from tests.net import REPO, free_port, wait_until_ready
 class SandboxServer:
     """A running sandbox EHR; `.base_url`, `.fhir_base`, helpers for the test-only endpoints."""
 
-    def __init__(self, process: subprocess.Popen, base_url: str, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen, base_url: str, log_path: Path, db_path: Path | None = None
+    ) -> None:
         self.process = process
+        self.db_path = db_path  # its SQLite file, for tests that walk whatever data it holds
         self.base_url = base_url
         self.fhir_base = base_url + "/fhir"
         self.token_url = base_url + "/auth/token"
@@ -89,8 +92,11 @@ def start_sandbox(
     host: str = "127.0.0.1",
     port: int | None = None,
     timeout: float = 60.0,
+    anchor: str | None = None,
 ) -> SandboxServer:
-    """Start `manage.py runsandbox` on a free port with its own DB, register clients, wait until ready."""
+    """Start `manage.py runsandbox` on a free port with its own DB, register clients, wait until ready.
+
+    `anchor` (YYYY-MM-DD) fixes the data's today; by default it is today, as in the demo."""
     db_path = Path(db_path).resolve()
     db_path.parent.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
@@ -116,10 +122,11 @@ def start_sandbox(
         str(db_path),
         "--clients",
         str(clients_file),
+        *(["--anchor", anchor] if anchor else []),
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = SandboxServer(process, f"http://{netloc}", log_path)
+    server = SandboxServer(process, f"http://{netloc}", log_path, db_path)
     try:
         wait_until_ready(server.base_url + "/_sandbox/health", process, timeout, log=server.log)
     except BaseException:

@@ -27,6 +27,8 @@ _DEFAULTS = {
     "STATIC_MANIFEST": "False",
     "SANDBOX_ENABLED": "False",
     "LOG_LEVEL": "WARNING",
+    # The sandbox and the test servers speak plain http on loopback (see smartapp.safety).
+    "SMART_ALLOW_HTTP_LOOPBACK": "True",
 }
 for _name, _value in _DEFAULTS.items():
     os.environ.setdefault(_name, _value)

@@ -6,9 +6,10 @@ import html
 
 from django import template
 from django.utils.safestring import SafeData, SafeString
+from django.utils.text import slugify
 
 from clinical import charts, formatting
-from clinical.dashboard import Measure, Reading, When
+from clinical.readings import Measure, Reading, When
 
 register = template.Library()
 
@@ -23,9 +24,25 @@ def iso(value: When | None) -> str:
     return formatting.iso(value)
 
 
+@register.filter
+def date_only(value: When | None, empty: str = "Not recorded") -> str:
+    return formatting.format_date_only(value, empty)
+
+
 @register.simple_tag
-def trend_chart(measure: Measure, prefix: str, index: int) -> SafeString:
-    return charts.line_chart(measure.series, measure.label, f"{prefix}-chart-{index}")
+def zone() -> str:
+    return formatting.zone_label()
+
+
+@register.filter
+def any_history(measures: list[Measure]) -> bool:
+    return any(len(m.history) > 1 for m in measures)
+
+
+@register.simple_tag
+def trend_chart(measure: Measure, prefix: str, index: int, group: str = "") -> SafeString:
+    suffix = f"-{slugify(group)}" if group else ""
+    return charts.line_chart(measure, f"{prefix}{suffix}-chart-{index}")
 
 
 # Per-row markup as tags: an {% include %} per history row (up to 50 per measure, two per lab
@@ -49,19 +66,38 @@ def reading_value(r: Reading) -> SafeString:
         unit = ""
     note = f' <span class="status-note">({_esc(r.status_note)})</span>' if r.status_note else ""
     absent = " value-absent" if r.absent else ""
+    # The exact value the EHR sent stays one hover (and one screen-reader phrase) away.
+    title = f' title="Sent as {_esc(r.exact)}"' if r.exact else ""
+    exact = f'<span class="visually-hidden"> (sent as {_esc(r.exact)})</span>' if r.exact else ""
+    extra = f' <span class="components">{_esc(r.components)}</span>' if r.components else ""
     return SafeString(
-        f'<span class="value{absent}">{_esc(r.value)}</span> <span class="unit">{unit}</span>{note}\n'
+        f'<span class="value{absent}"{title}>{_esc(r.value)}</span>{exact} <span class="unit">{unit}</span>'
+        f"{note}{extra}\n"
     )
 
 
 @register.simple_tag
 def reading_flag(r: Reading) -> SafeString:
+    """The flag, styled by who raised it: the EHR, its reference range, or the app's own cut-off."""
+    parts = []
     flag = r.flag
-    if not flag:
-        return SafeString("")
-    code = f" ({_esc(flag.code)})" if flag.code else ""
-    mark = _FLAG_MARKS.get(flag.level, "")
-    return SafeString(f'<span class="flag flag-{_esc(flag.level)}">{mark}{_esc(flag.label)}{code}</span>')
+    if flag and flag.level != "normal":
+        code = f" ({_esc(flag.code)})" if flag.code else ""
+        mark = _FLAG_MARKS.get(flag.level, "")
+        if flag.source == "app":
+            parts.append(
+                f'<span class="flag flag-app flag-{_esc(flag.level)}" title="The app\'s own cut-off, '
+                f'not the EHR\'s">{mark}{_esc(flag.label)} <small>(app)</small></span>'
+            )
+        else:
+            parts.append(f'<span class="flag flag-{_esc(flag.level)}">{mark}{_esc(flag.label)}{code}</span>')
+    elif flag and flag.source == "sender":
+        parts.append(f'<span class="flag flag-normal">{_esc(flag.label)}</span>')
+    if r.warning:
+        parts.append(f'<span class="flag flag-quality">⚠ {_esc(r.warning)}</span>')
+    if r.no_range:
+        parts.append('<span class="no-range">no range sent</span>')
+    return SafeString(" ".join(parts))
 
 
 HISTORY_LIMIT = 50  # rows per history table; the summary line says "latest 50 of N"
@@ -78,12 +114,13 @@ def history_rows(readings: list[Reading], lab: bool = False) -> SafeString:
     for r in readings[:HISTORY_LIMIT]:
         when_text = _esc(formatting.format_when(r.when, "Date not recorded"))
         if lab:
-            css = f' class="flagged flagged-{_esc(r.flag.level)}"' if r.flag else ""
+            flagged = r.flag and r.flag.level != "normal"
+            css = f' class="flagged flagged-{_esc(r.flag.level)}"' if flagged else ""
             rows.append(
                 f"<tr{css}><td>{when_text}</td><td>{reading_value(r)}</td><td>{reading_flag(r)}</td>"
                 f"<td>{_esc(r.reference_range or '—')}</td></tr>"
             )
         else:
             css = ' class="current"' if r.in_encounter else ""
-            rows.append(f"<tr{css}><td>{when_text}</td><td>{reading_value(r)}</td></tr>")
+            rows.append(f"<tr{css}><td>{when_text}</td><td>{reading_value(r)}</td><td>{reading_flag(r)}</td></tr>")
     return SafeString("".join(rows))

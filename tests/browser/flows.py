@@ -33,7 +33,8 @@ def consent(page: Page, action: str = "Approve", untick: tuple[str, ...] = ()) -
     """The sandbox's consent page: untick some scopes, then Approve or Deny."""
     expect(page.get_by_role("heading", name=re.compile(r"^Authorize "))).to_be_visible()
     for scope in untick:
-        page.get_by_label(scope, exact=True).uncheck()
+        # Each box is labelled in words, with the raw scope beside it: find it by the raw scope.
+        page.locator(f'input[name="scope"][value="{scope}"]').uncheck()
     page.get_by_role("button", name=action, exact=True).click()
 
 

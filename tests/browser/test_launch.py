@@ -24,7 +24,7 @@ def test_it_completes_an_ehr_launch_inside_the_ehrs_cross_site_iframe(recorder, 
     app = page.frame_locator("iframe.app")
     expect_dashboard(app)
     encounter = app.locator("#panel-encounter")
-    expect(encounter.get_by_role("heading", name="Current encounter")).to_be_visible()
+    expect(encounter.get_by_role("heading", name="This encounter")).to_be_visible()
     expect(encounter).to_contain_text("in-progress")
     expect(encounter).to_contain_text("ongoing")
     expect(app.locator("#panel-problems")).to_contain_text("Hyperlipidemia")  # James Chen's problem list

@@ -37,7 +37,7 @@ def test_it_builds_the_banner():
 def test_it_builds_the_encounter():
     register_all(responses)
     enc = build().encounter
-    assert enc.encounter_class == "ambulatory"
+    assert enc.encounter_class == "Ambulatory"  # the display, capitalised
     assert enc.types == ("Office visit",)
     assert enc.status == "in-progress"
     assert enc.locations == ("Clinic 4B",)
@@ -64,7 +64,7 @@ def test_it_builds_vitals_with_bp_components_and_encounter_flags():
     assert by_key["weight"].latest.value == "No value (Asked But Declined)"
     assert vitals.state.shown == 7 and not vitals.state.truncated
     # asked for per measure: the ones with no value are named, not silently absent
-    assert vitals.missing == ("Respiratory rate", "Oxygen saturation", "Body height", "BMI")
+    assert vitals.missing == ("Respiratory rate", "SpO₂", "Height", "BMI")
 
 
 @responses.activate
@@ -77,12 +77,12 @@ def test_it_builds_labs_with_flags_ranges_and_odd_values():
     assert len(potassium.history) == 2 and potassium.series[0].unit == "mmol/L"
     assert labs["Glucose"].latest.flag.level == "high"
     hgb = labs["Hemoglobin"].latest
-    assert hgb.flag.level == "low" and hgb.flag.derived  # from the range; no interpretation sent
+    assert hgb.flag.level == "low" and hgb.flag.source == "range"  # no interpretation sent
     assert hgb.status_note == "preliminary"
     assert labs["Urine culture"].latest.value == "No growth"  # text-only code, coded value
     assert labs["Service comment"].latest.value == "Specimen slightly hemolyzed"
     assert labs["Service comment"].latest.when is None
-    assert labs["Hemoglobin A1c"].latest.value == "No value (Specimen rejected)"
+    assert labs["HbA1c"].latest.value == "No value (Specimen rejected)"
 
 
 @responses.activate
@@ -192,7 +192,7 @@ def test_it_renders_an_empty_patient():
     assert d.banner.name == "Name not recorded" and d.banner.birth_date is None and d.banner.mrn == ""
     assert d.vitals.measures == () and d.labs.measures == ()
     assert d.problems.active == () and d.problems.state.ok
-    assert d.encounter.encounter_class == "AMB"
+    assert d.encounter.encounter_class == "Ambulatory"  # a bare v3 ActCode, spelled out
 
 
 @responses.activate
@@ -218,8 +218,9 @@ def test_it_skips_the_banner_query_when_not_requested():
     register_all(responses)
     d = build(panels=("vitals",))
     assert d.banner.state.status == "absent"
-    sent = [c.request.url.split("?")[0] for c in responses.calls]
-    assert sent == [f"{BASE}/Observation"] * (len(dashboard.VITAL_QUERIES) + 1)
+    sent = sorted(c.request.url.split("?")[0] for c in responses.calls)
+    # the Patient read serves the flags (age and sex), not a banner
+    assert sent == [f"{BASE}/Observation"] * (len(dashboard.VITAL_QUERIES) + 1) + [f"{BASE}/Patient/pat-1"]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from clinical import display
-from clinical.dashboard import When
 from clinical.display import (
     MEASURES,
     VITALS,
@@ -38,6 +37,7 @@ from clinical.display import (
     vital_flag,
 )
 from clinical.formatting import format_date_only, format_when, zone_label
+from clinical.readings import When
 
 D = Decimal
 ADULT = 45.0
@@ -162,7 +162,15 @@ def test_it_shows_each_measure_at_its_precision(value, key, kwargs, shown):
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [("1234.5678", "1235"), ("12.3456", "12.3"), ("0.012345", "0.0123"), ("5", "5"), ("0", "0")],
+    [
+        ("1234.5678", "1235"),
+        ("12.3456", "12.3"),
+        ("0.012345", "0.012"),
+        ("0.0421", "0.042"),
+        ("0.0015", "0.0015"),
+        ("5", "5"),
+        ("0", "0"),
+    ],
 )
 def test_it_shows_unknown_measures_at_three_significant_digits(value, shown):
     assert text(value, None) == shown

@@ -9,8 +9,9 @@ import pytest
 
 from clinical import fastparse
 from clinical.fhir import parse_resource
-from sandbox.seed import LAST_UPDATED
 from sandbox.synthetic import generate
+
+LAST_UPDATED = "2025-01-15T00:00:00Z"  # the meta the sandbox adds when it stores a resource
 
 
 @pytest.fixture(scope="module")

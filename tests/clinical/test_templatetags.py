@@ -1,95 +1,73 @@
-"""The per-row tags render exactly what the partials they replace in loops render."""
+"""The per-row tags: values with the sender's exact value on hover, flags styled by who raised them."""
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
+import re
 
-from django.template import Context, Template
-
-from clinical.dashboard import Flag, Reading, When
-from clinical.templatetags.clinical import history_rows, reading_flag, reading_value
+from clinical.readings import Flag, Reading, When
+from clinical.templatetags.clinical import HISTORY_LIMIT, history_rows, reading_flag, reading_value
 
 WHEN = When.parse("2024-03-12T14:05:00Z")
-FLAGS = [
-    None,
-    Flag("critical", "Critical high", "HH"),
-    Flag("high", "Above reference range", derived=True),
-    Flag("low", "Low", "L"),
-    Flag("abnormal", "<b>odd</b>", "A&B"),
-    Flag("normal", "Normal", "N"),
-]
 
 
-def readings():
-    for value, unit, number, absent, note, flag in itertools.product(
-        ["142/91", "<script>x</script>", "No value recorded"],
-        ["", "mmHg", "<i>u</i>"],
-        [None, 3.5],
-        [False, True],
-        ["", "preliminary", '"quoted"'],
-        FLAGS,
-    ):
-        yield Reading(WHEN, value, unit, number, status_note=note, absent=absent, flag=flag)
+def test_it_shows_the_displayed_value_and_keeps_the_exact_one_for_hover_and_screen_readers():
+    html = reading_value(Reading(WHEN, "2.27", "mg/dL", 2.27, exact="2.2721891592574606 mg/dL"))
+    assert '<span class="value" title="Sent as 2.2721891592574606 mg/dL">2.27</span>' in html
+    assert '<span class="visually-hidden"> (sent as 2.2721891592574606 mg/dL)</span>' in html
+    assert "title" not in reading_value(Reading(WHEN, "98", "%", 98.0))  # nothing rounded: no hover
 
 
-# The auto-escaped template markup the tags replaced, kept here as their specification.
-VALUE_TEMPLATE = (
-    '<span class="value{% if r.absent %} value-absent'
-    '{% endif %}">{{ r.value }}</span> <span class="unit">{% if r.unit %}{{ r.unit }}'
-    "{% elif not r.absent and r.number is not None %}(no unit){% endif %}</span>"
-    '{% if r.status_note %} <span class="status-note">({{ r.status_note }})</span>{% endif %}\n'
-)
-FLAG_TEMPLATE = (
-    '{% if r.flag %}<span class="flag flag-{{ r.flag.level }}">'
-    '{% if r.flag.level == "critical" %}⚠ {% elif r.flag.level == "high" %}▲ '
-    '{% elif r.flag.level == "low" %}▼ {% endif %}{{ r.flag.label }}'
-    "{% if r.flag.code %} ({{ r.flag.code }}){% endif %}</span>{% endif %}"
-)
+def test_it_says_no_unit_only_for_a_numeric_value_without_one():
+    assert "(no unit)" in reading_value(Reading(WHEN, "3", "", 3.0))
+    assert "(no unit)" not in reading_value(Reading(WHEN, "Negative", ""))
+    assert "value-absent" in reading_value(Reading(WHEN, "No value (Asked But Declined)", absent=True))
 
 
-def test_it_renders_reading_values_like_the_template_it_replaced():
-    for r in readings():
-        assert reading_value(r) == Template(VALUE_TEMPLATE).render(Context({"r": r}))
+def test_it_marks_a_status_other_than_final():
+    assert '<span class="status-note">(preliminary)</span>' in reading_value(
+        Reading(WHEN, "5", "mmol/L", 5.0, status_note="preliminary")
+    )
 
 
-def test_it_renders_flags_like_the_template_it_replaced():
-    for r in readings():
-        assert reading_flag(r) == Template(FLAG_TEMPLATE).render(Context({"r": r}))
+def test_the_ehrs_flag_and_the_apps_own_cut_off_look_different():
+    sender = reading_flag(Reading(WHEN, "6.8", flag=Flag("critical", "Critical high", "sender", "HH")))
+    assert sender == '<span class="flag flag-critical">⚠ Critical high (HH)</span>'
+    ranged = reading_flag(Reading(WHEN, "2.3", flag=Flag("high", "Above range", "range")))
+    assert ranged == '<span class="flag flag-high">▲ Above range</span>'
+    app = reading_flag(Reading(WHEN, "38.0", flag=Flag("high", "Fever", "app")))
+    assert 'class="flag flag-app flag-high"' in app and "<small>(app)</small>" in app
+
+
+def test_a_value_within_range_is_not_flagged_but_the_ehrs_normal_is_shown_quietly():
+    assert reading_flag(Reading(WHEN, "4.1", flag=Flag("normal", "Within range", "range"))) == ""
+    normal = reading_flag(Reading(WHEN, "4.1", flag=Flag("normal", "Normal", "sender", "N")))
+    assert normal == '<span class="flag flag-normal">Normal</span>'
+
+
+def test_it_says_no_range_sent_and_shows_data_quality_warnings():
+    assert "no range sent" in reading_flag(Reading(WHEN, "2.27", no_range=True))
+    warning = reading_flag(Reading(WHEN, "101", warning="SpO₂ above 100 % is not possible: check the device"))
+    assert 'class="flag flag-quality"' in warning and "not possible" in warning
 
 
 def test_it_escapes_server_text():
-    r = Reading(WHEN, "<script>", "<u>", status_note="<b>", flag=Flag("high", "<x>", "<y>"))
+    r = Reading(
+        WHEN, "<script>", "<u>", status_note="<b>", flag=Flag("high", "<x>", "sender", "<y>"), exact="<e>"
+    )
     assert "<script>" not in reading_value(r) and "&lt;script&gt;" in reading_value(r)
+    assert "<e>" not in reading_value(r) and "&lt;e&gt;" in reading_value(r)
     assert "<x>" not in reading_flag(r) and "&lt;y&gt;" in reading_flag(r)
 
 
-# The template loops that `history_rows` replaced, kept here as its specification.
-VITALS_LOOP = (
-    '{% load clinical %}{% for r in rows|slice:":50" %}<tr{% if r.in_encounter %} class="current"{% endif %}>'
-    "<td>{{ r.when|when }}</td><td>{% reading_value r %}</td></tr>{% endfor %}"
-)
-LABS_LOOP = (
-    '{% load clinical %}{% for r in rows|slice:":50" %}'
-    '<tr{% if r.flag %} class="flagged flagged-{{ r.flag.level }}"{% endif %}>'
-    "<td>{{ r.when|when }}</td><td>{% reading_value r %}</td><td>{% reading_flag r %}</td>"
-    '<td>{{ r.reference_range|default:"—" }}</td></tr>{% endfor %}'
-)
-
-
-def history():
-    for i, r in enumerate(readings()):
-        yield dataclasses.replace(
-            r,
-            when=None if i % 7 == 0 else r.when,
-            in_encounter=i % 3 == 0,
-            reference_range=["", "4.0–5.6 %", "<b>&</b>"][i % 3],
-        )
-
-
-def test_it_renders_history_rows_like_the_loops_it_replaced():
-    rows = list(history())
-    for start in range(0, len(rows), 60):  # chunks longer than the 50-row limit
-        chunk = rows[start : start + 60]
-        assert history_rows(chunk) == Template(VITALS_LOOP).render(Context({"rows": chunk}))
-        assert history_rows(chunk, lab=True) == Template(LABS_LOOP).render(Context({"rows": chunk}))
+def test_history_rows_stop_at_the_limit_and_mark_this_encounter_and_flags():
+    rows = [
+        Reading(WHEN, str(i), "/min", float(i), in_encounter=i == 0, flag=Flag("high", "High", "app"))
+        for i in range(HISTORY_LIMIT + 10)
+    ]
+    vitals = history_rows(rows)
+    assert vitals.count("<tr") == HISTORY_LIMIT
+    assert vitals.startswith('<tr class="current">') and "flag-app" in vitals
+    labs = history_rows(
+        [Reading(WHEN, "5", flag=Flag("low", "Low", "sender", "L"), reference_range="<b>")], lab=True
+    )
+    assert re.match(r'<tr class="flagged flagged-low">', labs) and "&lt;b&gt;" in labs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fhir.resources.R4B.quantity import Quantity
 
-from clinical.dashboard import quantity_unit
+from clinical.readings import quantity_unit
 
 
 @pytest.mark.parametrize(

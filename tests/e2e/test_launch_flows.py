@@ -21,5 +21,5 @@ def test_it_completes_an_ehr_launch_with_the_encounter_in_context(browser, stack
     page = browser.ehr_launch(patient="pat-chen", encounter="enc-chen-current")
     assert page.status_code == 200, page.text[:500]
     assert "/c/" in page.url
-    assert "Current encounter" in page.text
+    assert "This encounter" in page.text
     assert "in-progress" in page.text

@@ -25,6 +25,7 @@ _RELAXED = {
     "DEBUG",
     "LOG_LEVEL",
     "STATIC_ROOT",
+    "SMART_ALLOW_HTTP_LOOPBACK",
 }
 
 

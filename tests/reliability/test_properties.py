@@ -3,6 +3,8 @@ FHIR parsing of generated resources never let an exception escape (and never ans
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import date
 
 import pytest
@@ -245,7 +247,8 @@ def test_it_collects_nothing_from_junk_bundles(body):
     client = fhir.FhirClient(ISS, "t")
     acc = fhir._Paging()
     if isinstance(body, dict):
-        client._collect(body, "Observation", acc)
+        page = fhir.read_page(io.BytesIO(json.dumps(body).encode()), "Observation", 100)
+        client._collect(page, "Observation", acc)
         assert acc.resources == []
     else:
         assert fhir._next_link({"link": body}, ISS) is None

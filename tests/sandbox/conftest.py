@@ -15,6 +15,9 @@ from tests.static_server import serve_bytes
 
 pytestmark = pytest.mark.e2e
 
+# The data's "today" for the conformance tests: fixed, so dates in assertions are exact.
+ANCHOR = "2025-01-15"
+
 
 def _public_jwk(private, kid: str, alg: str) -> dict:
     algo = jwt.algorithms.RSAAlgorithm if alg == "RS384" else jwt.algorithms.ECAlgorithm
@@ -70,5 +73,5 @@ def sandbox(tmp_path_factory, jwks_url) -> Iterator[SandboxServer]:
         {"client_id": "fault-app", "client_secret": "s5", "redirect_uris": [REDIRECT]},
     ]
     db = tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite3"
-    with start_sandbox(db, clients) as server:
+    with start_sandbox(db, clients, anchor=ANCHOR) as server:
         yield server

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
+from contextlib import closing
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -80,3 +82,67 @@ def test_it_puts_the_chart_encounter_and_user_in_the_launch_context(sandbox):
 
 def test_it_allows_test_endpoints_from_loopback_and_reports_health(sandbox):
     assert requests.get(sandbox.base_url + "/_sandbox/health", timeout=5).json()["patients"] >= 8
+
+
+def _stored(sandbox, sql: str, *params) -> list[tuple]:
+    """Rows of the running sandbox's own database (read-only), so new data is covered as it lands."""
+    with closing(sqlite3.connect(f"file:{sandbox.db_path}?mode=ro", uri=True)) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def test_it_renders_every_page_of_every_patient_it_holds(sandbox):
+    rows = _stored(sandbox, "SELECT rid FROM sandbox_resource WHERE rtype = 'Patient'")
+    patients = [rid for (rid,) in rows]
+    assert {"pat-garcia", "pat-odd", "pat-blank", "pat-xss"} <= set(patients)
+    apps = [
+        cid for (cid,) in _stored(sandbox, "SELECT client_id FROM sandbox_client WHERE launch_url != ''")
+    ]
+    assert APP in apps
+    browser = requests.Session()
+    login(browser, sandbox)
+    listing = browser.get(sandbox.base_url + "/ehr/", timeout=10)
+    assert listing.status_code == 200
+    failures = []
+    for pid in patients:
+        assert f"/ehr/patients/{pid}/" in listing.text, f"{pid} missing from the patient list"
+        chart_url = f"{sandbox.base_url}/ehr/patients/{pid}/"
+        pages = [{}]
+        encounters = _stored(
+            sandbox, "SELECT rid FROM sandbox_resource WHERE rtype = 'Encounter' AND patient_id = ?", pid
+        )
+        pages += [{"encounter": eid} for (eid,) in encounters]
+        pages += [{"app": cid} for cid in apps]
+        if encounters:
+            pages += [{"app": apps[0], "encounter": encounters[-1][0]}]
+        for params in pages:
+            page = browser.get(chart_url, params=params, timeout=30)
+            if page.status_code != 200 or "Traceback" in page.text:
+                failures.append(f"{pid} {params}: {page.status_code}")
+                continue
+            if "app" in params:
+                assert '<iframe class="app"' in page.text, (pid, params)
+            else:
+                assert "<h2>Problems</h2>" in page.text, (pid, params)
+            if "encounter" in params:
+                assert f'value="{params["encounter"]}" selected' in page.text, (pid, params)
+    assert not failures, failures
+
+
+def test_it_names_a_problem_that_has_only_text(sandbox):
+    browser = requests.Session()
+    login(browser, sandbox)
+    chart = browser.get(f"{sandbox.base_url}/ehr/patients/pat-odd/", timeout=10)
+    assert chart.status_code == 200
+    assert "Feels dizzy when standing up quickly" in chart.text  # code.text only, no coding
+    assert "Hypertensive disorder, systemic arterial" in chart.text  # coding display, no text
+    assert "entered in error" in chart.text
+
+
+def test_it_serves_a_favicon_and_a_readable_sign_out_button(sandbox):
+    icon = requests.get(sandbox.base_url + "/favicon.ico", timeout=10)
+    assert icon.status_code == 200
+    assert icon.headers["Content-Type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg")
+    page = requests.get(sandbox.base_url + "/auth/login", timeout=10).text
+    # White text needs the header's dark blue behind it, not the browser's light grey button face.
+    assert "header.ehr button { color: #fff; background: transparent;" in page

@@ -6,6 +6,7 @@ import json
 import socketserver
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -26,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--db", help="SQLite file of the sandbox (default var/sandbox.sqlite3)")
         parser.add_argument("--clients", help="JSON file: a list of clients to register before serving")
         parser.add_argument("--seed", type=int, help="data seed (default SANDBOX_SEED or 20250115)")
+        parser.add_argument(
+            "--anchor",
+            type=date.fromisoformat,
+            help="the data's today, YYYY-MM-DD (default: today, UTC); used only when seeding",
+        )
         parser.add_argument("--no-serve", action="store_true", help="migrate, seed and register, then exit")
 
     def handle(self, *args, **options):
@@ -41,7 +47,7 @@ class Command(BaseCommand):
         from sandbox import registry, seed
 
         if not seed.is_seeded():
-            count = seed.seed(options["seed"] or settings.SANDBOX_SEED)
+            count = seed.seed(options["seed"] or settings.SANDBOX_SEED, options["anchor"])
             self.stdout.write(f"Seeded {count} FHIR resources.")
         if options["clients"]:
             for data in json.loads(Path(options["clients"]).read_text()):

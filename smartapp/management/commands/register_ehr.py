@@ -28,7 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("--auth-method", choices=Ehr.AuthMethod.values, default=None)
         parser.add_argument("--scope", default=None, help="EHR launch scopes")
         parser.add_argument("--standalone-scope", default=None)
-        parser.add_argument("--frame-ancestor", action="append", default=None, help="Repeatable")
+        parser.add_argument(
+            "--frame-ancestor",
+            action="append",
+            default=None,
+            help="Origin allowed to show the app in an iframe, e.g. https://ehr.example.org (repeatable). "
+            "Without one, EHR launch inside the EHR's page is refused by the browser.",
+        )
         parser.add_argument("--slug", default=None)
         parser.add_argument("--disabled", action="store_true")
 
@@ -47,7 +53,10 @@ class Command(BaseCommand):
         if opts["standalone_scope"] is not None:
             ehr.standalone_scope = " ".join(opts["standalone_scope"].split())
         if opts["frame_ancestor"] is not None:
-            ehr.frame_ancestors = " ".join(opts["frame_ancestor"])
+            ancestors = " ".join(opts["frame_ancestor"])
+            if ancestors != ehr.frame_ancestors:
+                ehr.framing_refused_at = None  # judged afresh against the new origins
+            ehr.frame_ancestors = ancestors
         if opts["slug"]:
             ehr.slug = opts["slug"]
         elif not ehr.slug:
@@ -59,4 +68,11 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
         ehr.save()
+        if not ehr.frame_ancestors:
+            # The default, and the reason an embedded launch shows only a blank frame.
+            self.stderr.write(
+                "Warning: no --frame-ancestor, so this EHR cannot show the app in an iframe (EHR launch "
+                "inside the EHR's page); only standalone launch works. Add the EHR's web origin, e.g. "
+                "--frame-ancestor https://ehr.example.org"
+            )
         self.stdout.write(ehr.slug)

@@ -1,0 +1,838 @@
+"""Observations turned into what a clinician reads: readings, measures, series and their flags.
+
+Every number, unit, name and flag comes from `clinical.display`, so a panel, a chart and the
+abnormal-results strip always agree. Measures are keyed by code, never by a name that looks
+alike: eGFR in mL/min/1.73 m² and creatinine clearance in mL/min stay apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.utils import timezone
+
+from clinical import display
+
+LOINC = "http://loinc.org"
+DASH = "\u2013"  # en dash, for ranges and missing BP parts
+CHART_MAX_POINTS = 200
+_EXCLUDED_STATUSES = {"entered-in-error", "cancelled"}
+
+
+# --- Small value types -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class When:
+    """A FHIR date/dateTime with its precision (year, month, day or minute), sortable."""
+
+    sort_key: datetime
+    precision: str = field(compare=False)
+    value: datetime | date = field(compare=False)
+
+    @classmethod
+    def parse(cls, raw: Any) -> When | None:
+        if raw is None:
+            return None
+        if isinstance(raw, datetime):
+            aware = raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+            return cls(aware.astimezone(UTC), "minute", aware)
+        if isinstance(raw, date):
+            return cls(datetime(raw.year, raw.month, raw.day, tzinfo=UTC), "day", raw)
+        if isinstance(raw, str):
+            text = raw.strip()
+            try:
+                if re.fullmatch(r"\d{4}", text):
+                    d = date(int(text), 1, 1)
+                    return cls(datetime(d.year, 1, 1, tzinfo=UTC), "year", d)
+                if re.fullmatch(r"\d{4}-\d{2}", text):
+                    d = date(int(text[:4]), int(text[5:7]), 1)
+                    return cls(datetime(d.year, d.month, 1, tzinfo=UTC), "month", d)
+                if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                    return cls.parse(date.fromisoformat(text))
+                return cls.parse(datetime.fromisoformat(text.replace("Z", "+00:00")))
+            except ValueError:
+                return None
+        return None
+
+
+Flag = display.Flag
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One observed value, ready to show: text as displayed, unit, time, and a number for charts."""
+
+    when: When | None
+    value: str
+    unit: str = ""
+    number: float | None = None  # the displayed value (in the measure's unit), for charts
+    in_encounter: bool = False
+    status_note: str = ""
+    absent: bool = False
+    reference_range: str = ""
+    flag: Flag | None = None
+    exact: str = ""  # the sender's exact value and unit, when the display rounded or converted it
+    warning: str = ""  # a data-quality warning (a value outside physiological limits)
+    decimal: Decimal | None = None  # the unrounded value in the measure's unit (for the change)
+    no_range: bool = False  # a lab value with nothing to judge it by: no interpretation, no range
+    components: str = ""  # extra components worth showing (oxygen flow beside SpO₂)
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    unit: str
+    points: tuple[tuple[When, float, bool], ...]  # (when, value, in current encounter), oldest first
+    other_units: int = 0  # readings in a unit that does not convert, left out of the chart
+    outliers: tuple[tuple[When, float], ...] = ()  # implausible values, drawn marked
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A vital sign kind or a lab test: latest reading, history (newest first), chart series."""
+
+    key: str
+    label: str
+    latest: Reading
+    history: tuple[Reading, ...]
+    series: tuple[Series, ...] = ()
+    full_name: str = ""  # the sender's long name, for hover
+    group: str = ""  # labs: Kidney, Hematology, ...
+    previous: Reading | None = None
+    change: str = ""  # "↑ 0.35" between the previous and the latest displayed values
+    age: str = ""  # "9 months ago"
+    stale: bool = False  # older than the configured window: never shown as current
+    converted: str = ""  # "lb converted to kg" when a series arrived in several units
+    definition: display.MeasureDef | None = None
+
+    @property
+    def flagged(self) -> bool:
+        flag = self.latest.flag
+        return bool(flag and flag.level != "normal") or bool(self.latest.warning)
+
+
+@dataclass(frozen=True)
+class Person:
+    """What the flags need of the patient: age at a time, and sex."""
+
+    birth: date | None = None
+    sex: str = ""
+
+    @classmethod
+    def of(cls, patient: Any) -> Person:
+        """From a Patient resource (birthDate at any precision, administrative gender)."""
+        birth = When.parse(getattr(patient, "birthDate", None))
+        born = birth.value if birth else None
+        if isinstance(born, datetime):
+            born = born.date()
+        return cls(born, (getattr(patient, "gender", None) or "").lower())
+
+    def is_young_child(self, today: date | None = None) -> bool:
+        """Under 3: head circumference is a vital sign worth asking for."""
+        if self.birth is None:
+            return False
+        return ((today or timezone.localdate()) - self.birth).days < 3 * 365
+
+    def age_at(self, when: When | None) -> float | None:
+        if self.birth is None or when is None:
+            return None
+        moment = when.sort_key.date()
+        return max((moment - self.birth).days / 365.25, 0.0)
+
+
+# --- Generic FHIR element helpers ------------------------------------------------------------
+
+
+def concept_text(concept: Any) -> str:
+    """Text of a CodeableConcept: its text, else a coding display (semantic tag removed), else a code."""
+    if concept is None:
+        return ""
+    short, _full = display.clinical_name(getattr(concept, "text", None), codings_of(concept))
+    return short
+
+
+def concept_full(concept: Any) -> tuple[str, str]:
+    if concept is None:
+        return "", ""
+    return display.clinical_name(getattr(concept, "text", None), codings_of(concept))
+
+
+def codings_of(concept: Any) -> list[tuple[str | None, str | None, str | None]]:
+    return [(c.system, c.code, c.display) for c in (getattr(concept, "coding", None) or [])]
+
+
+def codes_of(concept: Any, system: str | None = None) -> set[str]:
+    return {
+        c.code
+        for c in (getattr(concept, "coding", None) or [])
+        if c.code and (system is None or c.system in (system, None))
+    }
+
+
+def concept_key(concept: Any) -> str:
+    """A grouping key: LOINC code first, then any system|code, then the lower-cased text."""
+    codings = getattr(concept, "coding", None) or []
+    for coding in codings:
+        if coding.system == LOINC and coding.code:
+            return f"{LOINC}|{coding.code}"
+    for coding in codings:
+        if coding.code:
+            return f"{coding.system or ''}|{coding.code}"
+    text = (getattr(concept, "text", None) or "").strip()
+    return "text:" + text.lower() if text else "unknown"
+
+
+def reference_id(reference: Any, resource_type: str) -> str:
+    """The id in a Reference to `resource_type` (relative or absolute, with or without _history)."""
+    ref = getattr(reference, "reference", None) or ""
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == resource_type:
+        return parts[-1]
+    return ""
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = (
+            value
+            if isinstance(value, Decimal)
+            else Decimal(repr(value) if isinstance(value, float) else str(value))
+        )
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def quantity_code(quantity: Any) -> str:
+    return display.unit_code(getattr(quantity, "code", None), getattr(quantity, "unit", None))
+
+
+def quantity_unit(quantity: Any) -> str:
+    """The unit as a person reads it; EHRs often put the UCUM code (mm[Hg], Cel) in `unit` too."""
+    return display.human_unit(getattr(quantity, "code", None), getattr(quantity, "unit", None))
+
+
+def format_decimal(value: Any) -> str:
+    number = to_decimal(value)
+    return display.show_number(number, None).text if number is not None else str(value)
+
+
+def observation_effective(obs: Any) -> When | None:
+    """effective[x]: what `_sort=date` orders by."""
+    if obs.effectiveDateTime is not None:
+        return When.parse(obs.effectiveDateTime)
+    if obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
+        return When.parse(obs.effectivePeriod.start)
+    if obs.effectiveInstant is not None:
+        return When.parse(obs.effectiveInstant)
+    return None
+
+
+def observation_when(obs: Any) -> When | None:
+    return observation_effective(obs) or When.parse(obs.issued)
+
+
+def _status_note(obs: Any) -> str:
+    status = obs.status or ""
+    return "" if status == "final" else status
+
+
+def _in_encounter(obs: Any, encounter_id: str) -> bool:
+    return bool(encounter_id) and reference_id(obs.encounter, "Encounter") == encounter_id
+
+
+# --- Values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Value:
+    text: str
+    unit: str  # human unit
+    number: Decimal | None  # displayed value (measure unit)
+    raw: Decimal | None  # unrounded value (measure unit)
+    exact: str
+    code: str  # UCUM code of `number`
+    comparator: str = ""
+    absent: bool = False
+    converted_from: str = ""
+
+
+def _quantity_value(quantity: Any, measure: display.MeasureDef | None, age: float | None) -> _Value | None:
+    raw = to_decimal(quantity.value)
+    if raw is None:
+        return None
+    code = quantity_code(quantity)
+    comparator = quantity.comparator or ""
+    exact = f"{comparator}{display.plain_number(raw)} {quantity_unit(quantity)}".strip()
+    converted_from = ""
+    if measure is not None and code and display.unit_code(measure.unit) != code:
+        converted = display.convert(raw, code, measure.unit)
+        if converted is not None:
+            raw, converted_from, code = converted, code, display.unit_code(measure.unit)
+    shown = display.show_number(raw, measure, unit=code, age_years=age, comparator=comparator)
+    unit = display.human_unit(code) if converted_from else quantity_unit(quantity)
+    if not converted_from and shown.exact == shown.text:
+        exact = ""
+    return _Value(shown.text, unit, shown.value, raw, exact, code, comparator, False, converted_from)
+
+
+def observation_value(
+    obs: Any, measure: display.MeasureDef | None = None, age: float | None = None
+) -> _Value:
+    """The value[x] of an Observation or a component, as displayed."""
+    quantity = getattr(obs, "valueQuantity", None)
+    if quantity is not None and quantity.value is not None:
+        value = _quantity_value(quantity, measure, age)
+        if value is not None:
+            return value
+    if getattr(obs, "valueCodeableConcept", None) is not None:
+        return _Value(concept_text(obs.valueCodeableConcept) or "(coded value)", "", None, None, "", "")
+    if getattr(obs, "valueString", None):
+        return _Value(obs.valueString, "", None, None, "", "")
+    if getattr(obs, "valueBoolean", None) is not None:
+        return _Value("Yes" if obs.valueBoolean else "No", "", None, None, "", "")
+    if getattr(obs, "valueInteger", None) is not None:
+        number = Decimal(obs.valueInteger)
+        return _Value(str(obs.valueInteger), "", number, number, "", "")
+    rng = getattr(obs, "valueRange", None)
+    if rng is not None:
+        low = format_decimal(rng.low.value) if rng.low and rng.low.value is not None else ""
+        high = format_decimal(rng.high.value) if rng.high and rng.high.value is not None else ""
+        unit = quantity_unit(rng.low or rng.high) if (rng.low or rng.high) else ""
+        return _Value(f"{low}{DASH}{high}", unit, None, None, "", "")
+    ratio = getattr(obs, "valueRatio", None)
+    if ratio is not None and ratio.numerator and ratio.denominator:
+        text = f"{format_decimal(ratio.numerator.value)}/{format_decimal(ratio.denominator.value)}"
+        return _Value(text, quantity_unit(ratio.numerator), None, None, "", "")
+    for attr in ("valueTime", "valueDateTime"):
+        if getattr(obs, attr, None) is not None:
+            return _Value(str(getattr(obs, attr)), "", None, None, "", "")
+    if getattr(obs, "dataAbsentReason", None) is not None:
+        reason = concept_text(obs.dataAbsentReason) or "reason not given"
+        return _Value(f"No value ({reason})", "", None, None, "", "", absent=True)
+    return _Value("No value recorded", "", None, None, "", "", absent=True)
+
+
+def _as_float(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+# --- Reference ranges and flags -------------------------------------------------------------
+
+
+def _ranges(obs: Any) -> list[display.Range]:
+    ranges = []
+    for rr in obs.referenceRange or []:
+        quantity = rr.low or rr.high
+        applies = set()
+        for concept in [rr.type, *(rr.appliesTo or [])]:
+            applies |= {c.lower() for c in codes_of(concept)}
+            if concept is not None and getattr(concept, "text", None) and not codes_of(concept):
+                applies.add(concept.text.strip().lower())
+        age_low = age_high = None
+        if rr.age is not None:
+            if rr.age.low is not None:
+                age_low = display.age_in_years(to_decimal(rr.age.low.value), quantity_code(rr.age.low))
+            if rr.age.high is not None:
+                age_high = display.age_in_years(to_decimal(rr.age.high.value), quantity_code(rr.age.high))
+        ranges.append(
+            display.Range(
+                low=to_decimal(rr.low.value) if rr.low else None,
+                high=to_decimal(rr.high.value) if rr.high else None,
+                unit=quantity_code(quantity) if quantity else "",
+                text=(rr.text or "").strip(),
+                applies_to=frozenset(applies),
+                age_low=age_low,
+                age_high=age_high,
+            )
+        )
+    return ranges
+
+
+def range_text(rng: display.Range | None, measure: display.MeasureDef | None = None) -> str:
+    if rng is None:
+        return ""
+    if rng.text and rng.low is None and rng.high is None:
+        return rng.text
+    low = display.show_number(rng.low, None).text if rng.low is not None else ""
+    high = display.show_number(rng.high, None).text if rng.high is not None else ""
+    unit = display.human_unit(rng.unit)
+    if low and high:
+        text = f"{low}{DASH}{high}"
+    elif low:
+        text = f"≥ {low}"
+    elif high:
+        text = f"≤ {high}"
+    else:
+        return rng.text
+    return f"{text} {unit}".strip()
+
+
+def _interpretations(obs: Any) -> list[tuple[str, str]]:
+    found = []
+    for concept in obs.interpretation or []:
+        codes = sorted(codes_of(concept), key=lambda c: -len(c))
+        text = (concept.text or "").strip() or next(
+            (c.display for c in (concept.coding or []) if c.display), ""
+        )
+        found.append((codes[0] if codes else "", text))
+    return found
+
+
+# --- Vital signs -----------------------------------------------------------------------------
+
+
+SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
+O2_FLOW, O2_CONCENTRATION = "3151-8", "3150-0"
+
+
+def _vital_flag(
+    obs: Any, measure: display.MeasureDef, value: _Value, age: float | None, person: Person
+) -> tuple[Flag | None, str]:
+    """(flag, data-quality warning) for one vital sign: the sender's word first, else the app's."""
+    if value.number is None:
+        return None, ""
+    warning = display.implausible(measure, value.raw, value.code) or ""
+    if warning:
+        return None, warning
+    sender = _interpretations(obs)
+    if sender or obs.referenceRange:
+        flag = display.lab_flag(
+            value.number,
+            interpretation=sender,
+            ranges=_ranges(obs),
+            unit=value.code,
+            age_years=age,
+            sex=person.sex,
+            comparator=value.comparator,
+        )
+        if flag is not None:
+            return (flag if flag.level != "normal" else None), ""
+    return display.vital_flag(measure, value.number, age_years=age, unit=value.code), ""
+
+
+def _oxygen(obs: Any, age: float | None) -> str:
+    parts = []
+    for comp in obs.component or []:
+        codes = codes_of(comp.code, LOINC)
+        if codes & {O2_FLOW, O2_CONCENTRATION}:
+            v = observation_value(comp, None, age)
+            label = "O₂ flow" if O2_FLOW in codes else "O₂"
+            parts.append(f"{label} {v.text} {v.unit}".strip())
+    return ", ".join(parts)
+
+
+def _vital_reading(obs: Any, measure: display.MeasureDef, encounter_id: str, person: Person) -> Reading:
+    when = observation_when(obs)
+    age = person.age_at(when)
+    value = observation_value(obs, measure, age)
+    flag, warning = _vital_flag(obs, measure, value, age, person)
+    return Reading(
+        when=when,
+        value=value.text,
+        unit=value.unit,
+        number=_as_float(value.number) if not value.comparator else None,
+        in_encounter=_in_encounter(obs, encounter_id),
+        status_note=_status_note(obs),
+        absent=value.absent,
+        flag=flag,
+        exact=value.exact,
+        warning=warning,
+        decimal=value.raw,
+        components=_oxygen(obs, age) if measure.key == "spo2" else "",
+    )
+
+
+@dataclass
+class _BpPart:
+    value: _Value | None
+    obs: Any
+
+
+def _bp_parts(obs: Any, age: float | None) -> tuple[_Value | None, _Value | None]:
+    systolic = diastolic = None
+    for comp in obs.component or []:
+        codes = codes_of(comp.code, LOINC)
+        if SYSTOLIC in codes:
+            systolic = observation_value(comp, display.measure_by_key("sys"), age)
+        elif DIASTOLIC in codes:
+            diastolic = observation_value(comp, display.measure_by_key("dia"), age)
+    return systolic, diastolic
+
+
+def _bp_reading(
+    when: When | None,
+    systolic: _Value | None,
+    diastolic: _Value | None,
+    obs: Any,
+    encounter_id: str,
+    person: Person,
+) -> Reading:
+    age = person.age_at(when)
+    sys_n = systolic.number if systolic and not systolic.absent else None
+    dia_n = diastolic.number if diastolic and not diastolic.absent else None
+    warning = (
+        display.implausible_bp(systolic.raw if systolic else None, diastolic.raw if diastolic else None) or ""
+    )
+    flag = None
+    if not warning:
+        sender = _interpretations(obs)
+        flag = display.lab_flag(
+            None, interpretation=sender, ranges=[], unit="", age_years=age, sex=person.sex
+        )
+        if flag is None or flag.level == "normal":
+            flag = display.bp_flag(sys_n, dia_n, age_years=age)
+    sys_text = systolic.text if systolic and not systolic.absent else DASH
+    dia_text = diastolic.text if diastolic and not diastolic.absent else DASH
+    exact_parts = [v.exact for v in (systolic, diastolic) if v is not None and v.exact]
+    return Reading(
+        when=when,
+        value=f"{sys_text}/{dia_text}",
+        unit="mmHg",
+        number=_as_float(sys_n),
+        in_encounter=_in_encounter(obs, encounter_id),
+        status_note=_status_note(obs),
+        absent=systolic is None and diastolic is None,
+        flag=flag,
+        exact=" / ".join(exact_parts),
+        warning=warning,
+        decimal=systolic.raw if systolic else None,
+    )
+
+
+def _newest_first(readings: Iterable[Reading]) -> list[Reading]:
+    readings = list(readings)
+    dated = sorted((r for r in readings if r.when), key=lambda r: r.when.sort_key, reverse=True)
+    return dated + [r for r in readings if not r.when]
+
+
+def _series(label: str, unit: str, readings: Sequence[Reading]) -> Series | None:
+    """Chartable points in one unit, oldest first; implausible values kept apart as outliers."""
+    numeric = [r for r in _newest_first(readings) if r.number is not None and r.when]
+    if not numeric:
+        return None
+    same = [r for r in numeric if r.unit == unit][:CHART_MAX_POINTS]
+    good = [r for r in same if not r.warning]
+    if len(good) < 2:
+        return None
+    points = tuple((r.when, r.number, r.in_encounter) for r in reversed(good))
+    outliers = tuple((r.when, r.number) for r in reversed(same) if r.warning)
+    return Series(label, unit, points, other_units=len(numeric) - len(same), outliers=outliers)
+
+
+def _measure(
+    key: str,
+    label: str,
+    readings: list[Reading],
+    now: datetime,
+    kind: str,
+    *,
+    definition: display.MeasureDef | None = None,
+    full_name: str = "",
+    group: str = "",
+    series: tuple[Series, ...] | None = None,
+    converted: str = "",
+    age: float | None = None,
+) -> Measure:
+    history = _newest_first(readings)
+    latest = history[0]
+    previous = next((r for r in history[1:] if r.decimal is not None and r.unit == latest.unit), None)
+    change = ""
+    if previous is not None and latest.decimal is not None and not latest.value.startswith(("<", ">")):
+        change = display.change_text(latest.decimal, previous.decimal, definition, age_years=age)
+    when = latest.when
+    unit = latest.unit
+    if series is None:
+        series = tuple(s for s in (_series(label, unit, history),) if s)
+    return Measure(
+        key,
+        label,
+        latest,
+        tuple(history),
+        series,
+        full_name=full_name,
+        group=group,
+        previous=previous,
+        change=change,
+        age=display.age_text(when.value, now) if when else "",
+        stale=bool(when) and display.is_stale(when.value, now, kind),
+        converted=converted,
+        definition=definition,
+    )
+
+
+def _join_separate_bp(
+    systolic: list[tuple[Any, _Value, When | None]],
+    diastolic: list[tuple[Any, _Value, When | None]],
+    encounter_id: str,
+    person: Person,
+) -> list[Reading]:
+    """Separate systolic and diastolic Observations, paired by their time (as EHRs send them)."""
+    by_time: dict[Any, list[Any]] = {}
+    for obs, value, when in systolic:
+        by_time.setdefault(when.sort_key if when else id(obs), [None, None, obs, when])[0] = value
+    for obs, value, when in diastolic:
+        entry = by_time.setdefault(when.sort_key if when else id(obs), [None, None, obs, when])
+        entry[1] = value
+    return [_bp_reading(when, s, d, obs, encounter_id, person) for s, d, obs, when in by_time.values()]
+
+
+def build_vitals(
+    observations: Sequence[Any], encounter_id: str, person: Person | None = None, now: datetime | None = None
+) -> tuple[Measure, ...]:
+    person = person or Person()
+    now = now or timezone.now()
+    by_key: dict[str, list[Reading]] = {}
+    labels: dict[str, tuple[str, str]] = {}
+    units: dict[str, set[str]] = {}
+    separate_sys: list[tuple[Any, _Value, When | None]] = []
+    separate_dia: list[tuple[Any, _Value, When | None]] = []
+    for obs in observations:
+        if obs.status in _EXCLUDED_STATUSES:
+            continue
+        codes = codes_of(obs.code, LOINC)
+        measure = display.measure_for(codes)
+        when = observation_when(obs)
+        age = person.age_at(when)
+        if measure is not None and measure.key == "bp":
+            systolic, diastolic = _bp_parts(obs, age)
+            by_key.setdefault("bp", []).append(
+                _bp_reading(when, systolic, diastolic, obs, encounter_id, person)
+            )
+            continue
+        if measure is not None and measure.key in ("sys", "dia"):
+            value = observation_value(obs, measure, age)
+            (separate_sys if measure.key == "sys" else separate_dia).append((obs, value, when))
+            continue
+        if measure is None or measure.kind != "vital":
+            key = "other:" + concept_key(obs.code)
+            labels.setdefault(key, concept_full(obs.code))
+            reading = _other_reading(obs, encounter_id)
+        else:
+            key = measure.key
+            reading = _vital_reading(obs, measure, encounter_id, person)
+            quantity = getattr(obs, "valueQuantity", None)
+            if quantity is not None:
+                units.setdefault(key, set()).add(quantity_unit(quantity))
+        by_key.setdefault(key, []).append(reading)
+    if separate_sys or separate_dia:
+        by_key.setdefault("bp", []).extend(
+            _join_separate_bp(separate_sys, separate_dia, encounter_id, person)
+        )
+    order = [m.key for m in display.VITALS] + sorted(k for k in by_key if k.startswith("other:"))
+    age_now = person.age_at(When.parse(now))
+    measures = []
+    for key in order:
+        readings = by_key.get(key)
+        if not readings:
+            continue
+        definition = display.measure_by_key(key)
+        if definition is not None:
+            label, full = definition.name, ""
+        else:
+            label, full = labels[key]
+            label = label or "Unnamed measurement"
+        series = None
+        if key == "bp":
+            series = _bp_series(readings)
+        sent_units = units.get(key, set())
+        converted = ""
+        if definition is not None and len(sent_units) > 1:
+            shown_unit = display.human_unit(definition.unit)
+            others = sorted(u for u in sent_units if u and u != shown_unit)
+            if others:
+                converted = f"{', '.join(others)} converted to {shown_unit}"
+        measures.append(
+            _measure(
+                key,
+                label,
+                readings,
+                now,
+                "vital",
+                definition=definition,
+                full_name=full,
+                series=series,
+                converted=converted,
+                age=age_now,
+            )
+        )
+    return tuple(measures)
+
+
+def _bp_series(readings: list[Reading]) -> tuple[Series, ...]:
+    systolic, diastolic, outliers = [], [], []
+    for r in _newest_first(readings)[:CHART_MAX_POINTS]:
+        if r.when is None or r.absent:
+            continue
+        parts = r.value.split("/")
+        try:
+            s, d = (float(p) if p and p != DASH and not p.startswith(("<", ">")) else None for p in parts[:2])
+        except (ValueError, TypeError):
+            continue
+        if r.warning:
+            outliers.extend((r.when, v) for v in (s, d) if v is not None)
+            continue
+        if s is not None:
+            systolic.append((r.when, s, r.in_encounter))
+        if d is not None:
+            diastolic.append((r.when, d, r.in_encounter))
+    result = []
+    for label, points in (("Systolic", systolic), ("Diastolic", diastolic)):
+        if len(points) >= 2:
+            result.append(Series(label, "mmHg", tuple(reversed(points)), outliers=tuple(reversed(outliers))))
+    return tuple(result)
+
+
+def _other_reading(obs: Any, encounter_id: str) -> Reading:
+    value = observation_value(obs)
+    text, absent = value.text, value.absent
+    if absent and obs.component:
+        parts = []
+        for comp in obs.component:
+            c = observation_value(comp)
+            parts.append(f"{concept_text(comp.code) or 'component'}: {c.text} {c.unit}".strip())
+        text, absent = "; ".join(parts), False
+    return Reading(
+        when=observation_when(obs),
+        value=text,
+        unit=value.unit,
+        number=_as_float(value.number) if not value.comparator else None,
+        in_encounter=_in_encounter(obs, encounter_id),
+        status_note=_status_note(obs),
+        absent=absent,
+        exact=value.exact,
+        decimal=value.raw,
+    )
+
+
+# --- Labs ------------------------------------------------------------------------------------
+
+LAB_GROUP_ORDER = (
+    "Kidney",
+    "Electrolytes",
+    "Chemistry",
+    "Diabetes",
+    "Lipids",
+    "Hematology",
+    "Liver",
+    "Thyroid",
+    "Urinalysis",
+    "Other",
+)
+
+
+def _lab_reading(obs: Any, measure: display.MeasureDef | None, encounter_id: str, person: Person) -> Reading:
+    when = observation_when(obs)
+    age = person.age_at(when)
+    value = observation_value(obs, measure, age)
+    text, absent = value.text, value.absent
+    if absent and obs.component:
+        parts = []
+        for comp in obs.component:
+            c = observation_value(comp)
+            parts.append(f"{concept_text(comp.code) or 'component'}: {c.text} {c.unit}".strip())
+        text, absent = "; ".join(parts), False
+    ranges = _ranges(obs)
+    chosen = display.choose_range(ranges, age_years=age, sex=person.sex)
+    flag = display.lab_flag(
+        value.number,
+        interpretation=_interpretations(obs),
+        ranges=ranges,
+        unit=value.code,
+        age_years=age,
+        sex=person.sex,
+        comparator=value.comparator,
+    )
+    warning = (
+        display.implausible(measure, value.raw, value.code) if measure and value.raw is not None else None
+    )
+    return Reading(
+        when=when,
+        value=text,
+        unit=value.unit,
+        number=_as_float(value.number) if not value.comparator else None,
+        in_encounter=_in_encounter(obs, encounter_id),
+        status_note=_status_note(obs),
+        absent=absent,
+        reference_range=range_text(chosen, measure) or ("; ".join(r.text for r in ranges if r.text)),
+        flag=flag,
+        exact=value.exact,
+        warning=warning or "",
+        decimal=value.raw,
+        no_range=flag is None and not ranges and not absent,
+    )
+
+
+def build_labs(
+    observations: Sequence[Any], encounter_id: str, person: Person | None = None, now: datetime | None = None
+) -> tuple[Measure, ...]:
+    person = person or Person()
+    now = now or timezone.now()
+    groups: dict[str, list[Reading]] = {}
+    names: dict[str, tuple[str, str]] = {}
+    definitions: dict[str, display.MeasureDef | None] = {}
+    for obs in observations:
+        if obs.status in _EXCLUDED_STATUSES:
+            continue
+        if obs.hasMember and obs.valueQuantity is None and not obs.component:
+            continue  # a panel header (e.g. CBC): its members are listed themselves
+        measure = display.measure_for(codes_of(obs.code, LOINC))
+        key = measure.key if measure is not None else concept_key(obs.code)
+        if key not in names:
+            short, full = concept_full(obs.code)
+            names[key] = (measure.name if measure else (short or "Unnamed test"), full)
+            definitions[key] = measure
+        groups.setdefault(key, []).append(_lab_reading(obs, measure, encounter_id, person))
+    age_now = person.age_at(When.parse(now))
+    measures = []
+    for key, readings in groups.items():
+        definition = definitions[key]
+        label, full = names[key]
+        measures.append(
+            _measure(
+                key,
+                label,
+                readings,
+                now,
+                "lab",
+                definition=definition,
+                full_name=full,
+                group=definition.group if definition else "Other",
+                age=age_now,
+            )
+        )
+    # Most recent first within a group, so today's results lead; flagged ones are marked.
+    measures.sort(key=lambda m: m.latest.when.sort_key.timestamp() if m.latest.when else 0, reverse=True)
+    return tuple(measures)
+
+
+def lab_groups(measures: Sequence[Measure]) -> list[tuple[str, list[Measure]]]:
+    """Labs by group in a fixed clinical order (Kidney first), newest first within each."""
+    by_group: dict[str, list[Measure]] = {}
+    for m in measures:
+        by_group.setdefault(m.group or "Other", []).append(m)
+    order = {g: i for i, g in enumerate(LAB_GROUP_ORDER)}
+    return sorted(by_group.items(), key=lambda item: order.get(item[0], len(order)))
+
+
+def abnormal(vitals: Sequence[Measure], labs: Sequence[Measure]) -> list[Measure]:
+    """The abnormal-results strip: critical first, then abnormal labs, then flagged vitals."""
+    rank = {"critical": 0, "high": 1, "low": 1, "abnormal": 1}
+    picked = []
+    for tier, measures in ((0, labs), (1, vitals)):
+        for m in measures:
+            if m.stale or not m.flagged:
+                continue
+            level = m.latest.flag.level if m.latest.flag else "abnormal"
+            picked.append(((0 if level == "critical" else 1 + tier), rank.get(level, 2), m))
+    picked.sort(key=lambda item: (item[0], item[1]))
+    return [m for _t, _r, m in itertools.islice(picked, 12)]

@@ -1,0 +1,69 @@
+"""The dashboard on real-world-shaped data (sandbox/corpus.py), as a clinician sees it.
+
+At the EHR iframe's size (1024×700) and a phone (390×844): no horizontal scroll, flags visible,
+no machine-precision number, UCUM annotation or SNOMED semantic tag in the visible text.
+Screenshots of both sizes land in test-artifacts/browser/realworld/ to be looked at.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.flows import standalone_launch
+
+SIZES = {"iframe": (1024, 700), "phone": (390, 844)}
+PATIENTS = {
+    "pat-synthea": "Dwight645 Elbert Kuhlman481",
+    "pat-ehrstyle": "Carmen L Reyes",
+    "pat-child": "Mila Lindqvist",
+    "pat-brooks": "Walter Brooks",
+}
+OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+# What the eye reads: the exact values kept for screen readers (.visually-hidden) are left out.
+VISIBLE_TEXT = """() => {
+  const main = document.querySelector("main").cloneNode(true);
+  main.querySelectorAll(".visually-hidden, title, desc").forEach((n) => n.remove());
+  document.body.appendChild(main);
+  const text = main.innerText;
+  main.remove();
+  return text;
+}"""
+LONG_DECIMAL = re.compile(r"\d+\.\d{4,}")
+SEMANTIC_TAG = re.compile(r"\((disorder|finding|procedure|situation|observable entity|qualifier value)\)")
+
+
+@pytest.mark.parametrize("patient", list(PATIENTS))
+def test_it_shows_real_world_data_readably_at_iframe_and_phone_sizes(recorder, stack, artifacts, patient):
+    page = recorder.new_page()
+    standalone_launch(page, stack, patient=PATIENTS[patient])
+    expect(page.get_by_role("heading", name="Clinical summary")).to_be_visible()
+    for size, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        expect(page.get_by_role("heading", name="Needs attention")).to_be_visible()
+        overflow = page.evaluate(OVERFLOW)
+        assert overflow <= 0, f"{patient} scrolls sideways by {overflow}px at {size}"
+        text = page.evaluate(VISIBLE_TEXT)
+        long = LONG_DECIMAL.search(text)
+        assert long is None, text[max(long.start() - 150, 0) : long.end() + 30]
+        assert "{" not in text and not SEMANTIC_TAG.search(text)
+        folder = artifacts / "realworld"
+        folder.mkdir(exist_ok=True)
+        page.screenshot(path=str(folder / f"{patient}-{size}.png"))
+        page.screenshot(path=str(folder / f"{patient}-{size}-full.png"), full_page=True)
+
+
+def test_the_first_screen_holds_the_strip_the_latest_vitals_and_the_problems(recorder, stack):
+    page = recorder.new_page()
+    page.set_viewport_size({"width": 1024, "height": 700})
+    standalone_launch(page, stack, patient=PATIENTS["pat-ehrstyle"])
+    strip = page.locator(".attention")
+    expect(strip.locator(".flag").first).to_be_visible()
+    expect(strip).to_contain_text("Potassium")
+    expect(strip).to_contain_text("Blood pressure")  # labs first, then flagged vitals
+    for locator in (strip, page.locator("#panel-vitals h2"), page.locator("#panel-problems h2")):
+        box = locator.bounding_box()
+        assert box is not None and box["y"] < 700, "not on the first screen"
