@@ -89,9 +89,8 @@ def _failed(use: Use, exc: BaseException, *, may_raise: bool = True) -> None:
         first = use.name not in _failing
         _failing.add(use.name)
     if first:
-        logger.warning(
-            "cache unavailable for %s (%s): %s", use.name, type(exc).__name__, use.outage, exc_info=True
-        )
+        # The error's text (e.g. "Error 111 connecting to host:port") says enough; no traceback.
+        logger.warning("cache unavailable for %s (%s: %s): %s", use.name, type(exc).__name__, exc, use.outage)
     if use.fail_closed and may_raise:
         raise CacheUnavailable(f"the shared cache is unavailable ({use.name})") from exc
 

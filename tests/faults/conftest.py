@@ -36,7 +36,8 @@ ARTIFACTS = REPO / "test-artifacts" / "faults"
 # by a killed instance expires within the test.
 APP_ENV = {
     "SMART_HTTP_CONNECT_TIMEOUT": "1",
-    "SMART_HTTP_READ_TIMEOUT": "3",
+    "SMART_HTTP_READ_TIMEOUT": "2",
+    "SMART_HTTP_DEADLINE": "2",  # a token call: at most 2 x (2 + 1 s slack) + 0.3 s; lock 12 s
     "SMART_REFRESH_SKEW_SECONDS": "1",
     "SMART_REFRESH_BACKOFF_SECONDS": "1",
     "LOG_LEVEL": "WARNING",

@@ -116,11 +116,27 @@ def test_it_survives_an_instance_killed_during_a_refresh(fault_stack):
             time.sleep(2)
             victim.start()
             end = load.now()
-            time.sleep(13)  # a dead instance's refresh lock expires on its own (lock_seconds())
+            # The dead instance's refresh locks and refresh-token claims expire on their own
+            # (tokens.claim_seconds(), 24 s with these timeouts): until then a clear 503.
+            _wait_until_every_user_recovers(load, end, limit=45)
     finally:
         fault_stack.sandbox.set_faults(CLIENT_ID, access_token_ttl=TOKEN_TTL)
     _check("kill-9", fault_stack, load, load.report(start, end), allow_no_answer=True)
     assert all(s.instance == 1 for s in load.samples if s.status == -1)  # only the killed one
+
+
+def _wait_until_every_user_recovers(load: Load, since: float, limit: float) -> None:
+    """Until each user's latest answer is a 200 sent after `since` (then 2 s more), or `limit` s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        latest = {}
+        for sample in list(load.samples):
+            if sample.at >= since:
+                latest[sample.user] = sample.status
+        if len(latest) == len(load.faults.users) and set(latest.values()) == {200}:
+            time.sleep(2)
+            return
+        time.sleep(0.5)
 
 
 def _fire_and_forget(faults: FaultStack, instance, user: int) -> None:
