@@ -105,12 +105,12 @@ def _worked(use: Use) -> None:
 
 @contextlib.contextmanager
 def _savepoint() -> Iterator[None]:
-    """Confine a failed delete of the table cache to a savepoint inside a caller's transaction.
+    """Confine a failed write of the table cache to a savepoint inside a caller's transaction.
 
     PostgreSQL refuses every later query of a transaction in which one failed, so a missing
     cache table would otherwise break the caller's own work: an admin saving an EHR invalidates
-    the CSP origins inside the admin's transaction. The table cache's set and add already run in
-    their own savepoint; reads are made outside transactions.
+    the CSP origins inside the admin's transaction. (Django's set and add count the table's rows
+    before their own savepoint.) Reads are made outside transactions, and stay without one.
     """
     backend = caches["default"]
     if isinstance(backend, DatabaseCache):
@@ -136,7 +136,8 @@ def get(use: Use, key: str) -> Any:
 def set(use: Use, key: str, value: Any, timeout: float) -> None:
     """Store `value` for `timeout` seconds (skipped in an outage of a use that works without it)."""
     try:
-        cache.set(key, value, timeout)
+        with _savepoint():
+            cache.set(key, value, timeout)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return
@@ -149,7 +150,8 @@ def add(use: Use, key: str, value: Any, timeout: float) -> bool:
     For a use that works without the cache, an outage reads as True (nothing to conflict with).
     """
     try:
-        added = cache.add(key, value, timeout)
+        with _savepoint():
+            added = cache.add(key, value, timeout)
     except CACHE_ERRORS as exc:
         _failed(use, exc)
         return True

@@ -124,4 +124,5 @@ def test_it_keeps_the_callers_transaction_usable_when_the_cache_table_fails(sett
     with transaction.atomic():  # as in the admin: saving an EHR invalidates the CSP origins
         cachepolicy.delete(cachepolicy.CSP_ORIGINS, "k")
         cachepolicy.set(cachepolicy.CSP_ORIGINS, "k", 1, 10)
+        assert cachepolicy.add(cachepolicy.STYLE, "k", 1, 10) is True
         assert Ehr.objects.filter(pk=ehr.pk).exists()
