@@ -702,10 +702,9 @@ class FhirClient:
             if self._on_unauthorized is None or self._refresh_used:
                 return None
             self._refresh_used = True  # one refresh per client: never loop on a rejected token
-            try:
-                new_token = self._on_unauthorized()
-            except Exception:  # the callback's failure is an auth failure here
-                new_token = None
+            # The callback answers None when the grant cannot be renewed; anything it raises is a
+            # bug or an outage, and reaches the panel (logged there) rather than reading as a 401.
+            new_token = self._on_unauthorized()
             if new_token:
                 self._token = new_token
             return new_token or None

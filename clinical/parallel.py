@@ -7,8 +7,10 @@ forks its workers.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,7 +44,10 @@ def _guarded(name: str, fn: Callable[[], Any]) -> Any:
     except fhir.FhirError as exc:
         return exc
     except Exception as exc:  # a bug in one panel must not take the page down
-        logger.error("dashboard panel %s failed: %s", name, type(exc).__name__)
+        # The type and where it was raised, never the message (it may hold PHI, e.g. an id).
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
+        logger.error("dashboard panel %s failed: %s at %s", name, type(exc).__name__, where)
         return exc
 
 
@@ -65,7 +70,8 @@ def run_parallel(tasks: dict[str, Callable[[], Any]], max_workers: int) -> dict[
             results[name] = _guarded(name, fn)
 
     lanes = max(1, min(max_workers, len(tasks)))
-    helpers = [pool().submit(lane) for _ in range(lanes - 1)]
+    # Each helper runs in a copy of the request's context, so its log lines carry the request id.
+    helpers = [pool().submit(contextvars.copy_context().run, lane) for _ in range(lanes - 1)]
     lane()
     for helper in helpers:
         # A helper still queued (every pool thread busy) has nothing left to do: the calling

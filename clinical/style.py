@@ -15,9 +15,8 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.core.cache import cache
 
-from smartapp import safety, transport
+from smartapp import cachepolicy, safety, transport
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +150,7 @@ def _cache_key(url: str) -> str:
 
 
 def cached(url: str) -> dict[str, str] | None:
-    return cache.get(_cache_key(url))
+    return cachepolicy.get(cachepolicy.STYLE, _cache_key(url))
 
 
 def fetch(url: str, session: requests.Session | None = None, *, fhir_base: str = "") -> dict[str, str]:
@@ -181,4 +180,4 @@ def fetch(url: str, session: requests.Session | None = None, *, fhir_base: str =
 
 
 def store(url: str, props: dict[str, str]) -> None:
-    cache.set(_cache_key(url), props, STYLE_CACHE_SECONDS if props else 300)
+    cachepolicy.set(cachepolicy.STYLE, _cache_key(url), props, STYLE_CACHE_SECONDS if props else 300)

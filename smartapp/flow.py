@@ -15,12 +15,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from smartapp import identity, oauth, session
+from smartapp import cachepolicy, identity, oauth, session
 from smartapp.models import Ehr, Launch
 
 logger = logging.getLogger(__name__)
@@ -122,10 +121,14 @@ def _take_pending(request: HttpRequest, state: str) -> dict[str, Any]:
     request.session.save()
     used_key = "smart:state-used:" + hashlib.sha256(state.encode()).hexdigest()
     try:
-        first_use = cache.add(used_key, 1, settings.SMART_STATE_MAX_AGE)
-    except Exception:  # a cache outage must not block sign-in; the session pop still guards
-        logger.warning("state replay marker unavailable", exc_info=True)
-        first_use = True
+        first_use = cachepolicy.add(cachepolicy.STATE_USED, used_key, 1, settings.SMART_STATE_MAX_AGE)
+    except cachepolicy.CacheUnavailable:
+        # Fail closed: without the marker two simultaneous callbacks could both pass.
+        raise FlowError(
+            "Sign-in unavailable",
+            "The app cannot complete a sign-in just now. Please start again in a moment.",
+            status=503,
+        ) from None
     if not first_use:
         raise FlowError(
             "Invalid sign-in response", "This sign-in response was already used. Please start again."

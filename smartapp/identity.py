@@ -21,12 +21,11 @@ from urllib.parse import urljoin, urlsplit
 import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
-from django.core.cache import cache
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from smartapp import oauth, safety
+from smartapp import cachepolicy, oauth, safety
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def _jwks_cache_key(jwks_uri: str) -> str:
 def _fetch_jwks(jwks_uri: str, *, use_cache: bool) -> list[dict[str, Any]]:
     key = _jwks_cache_key(jwks_uri)
     if use_cache:
-        cached = cache.get(key)
+        cached = cachepolicy.get(cachepolicy.JWKS, key)
         if cached is not None:
             return cached
     try:
@@ -71,7 +70,7 @@ def _fetch_jwks(jwks_uri: str, *, use_cache: bool) -> list[dict[str, Any]]:
     except oauth.OAuthError as exc:
         raise IdentityError(f"The EHR's signing keys could not be fetched: {exc}") from exc
     keys = [k for k in document.get("keys") or [] if isinstance(k, dict)]
-    cache.set(key, keys, settings.SMART_DISCOVERY_TTL)
+    cachepolicy.set(cachepolicy.JWKS, key, keys, settings.SMART_DISCOVERY_TTL)
     return keys
 
 

@@ -21,10 +21,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
-from smartapp import keys, safety, transport
+from smartapp import cachepolicy, keys, safety, transport
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -347,9 +346,9 @@ def _failure_key(ehr: Ehr) -> str:
 
 def discover(ehr: Ehr, *, use_cache: bool = True) -> SmartConfig:
     """The EHR's usable SMART configuration (cached), or a `ConfigurationError`/`DiscoveryError`."""
-    cached = cache.get(_cache_key(ehr)) if use_cache else None
+    cached = cachepolicy.get(cachepolicy.DISCOVERY, _cache_key(ehr)) if use_cache else None
     if cached is None:
-        failed = cache.get(_failure_key(ehr)) if use_cache else None
+        failed = cachepolicy.get(cachepolicy.DISCOVERY_FAILURE, _failure_key(ehr)) if use_cache else None
         if failed and not (ehr.authorize_url_override and ehr.token_url_override):
             # Failed moments ago: do not send every launch into the same slow timeout.
             raise DiscoveryError(failed)
@@ -360,10 +359,12 @@ def discover(ehr: Ehr, *, use_cache: bool = True) -> SmartConfig:
                 logger.warning("discovery failed for ehr=%s; using its endpoint overrides", ehr.pk)
                 document, source = {}, "overrides"
             else:
-                cache.set(_failure_key(ehr), str(exc), DISCOVERY_FAILURE_TTL)
+                failure = (_failure_key(ehr), str(exc), DISCOVERY_FAILURE_TTL)
+                cachepolicy.set(cachepolicy.DISCOVERY_FAILURE, *failure)
                 raise
         else:
-            cache.set(_cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)
+            ttl = settings.SMART_DISCOVERY_TTL
+            cachepolicy.set(cachepolicy.DISCOVERY, _cache_key(ehr), (document, source), ttl)
         config = evaluate(ehr, document, source)
         # Fetched (not cached): record what it lacks where admins look, and log it once.
         problems = [f"Error: {e}" for e in config.errors] + [f"Warning: {w}" for w in config.warnings]
@@ -843,6 +844,6 @@ def check_configuration(ehr: Ehr) -> ConfigurationReport:
         document, source = fetch_document(ehr)
     except OAuthError as exc:
         return ConfigurationReport(ehr=ehr, config=None, fetch_error=str(exc))
-    cache.set(_cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)
+    cachepolicy.set(cachepolicy.DISCOVERY, _cache_key(ehr), (document, source), settings.SMART_DISCOVERY_TTL)
     Ehr.objects.filter(pk=ehr.pk).update(discovery=document, discovered_at=timezone.now())
     return ConfigurationReport(ehr=ehr, config=evaluate(ehr, document, source))

@@ -26,13 +26,12 @@ from http.cookies import Morsel
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from smartapp import safety
+from smartapp import cachepolicy, safety
 from smartapp.models import Ehr
 
 logger = logging.getLogger(__name__)
@@ -112,18 +111,11 @@ def load_ehr_origins() -> EhrOrigins:
 
 def ehr_origins() -> EhrOrigins:
     """The enabled EHRs' origins, from the shared cache when possible."""
-    try:
-        cached = cache.get(CACHE_KEY)
-    except Exception:  # a cache outage must not take pages down; fall back to the database
-        logger.warning("CSP origin cache unavailable", exc_info=True)
-        cached = None
+    cached = cachepolicy.get(cachepolicy.CSP_ORIGINS, CACHE_KEY)
     if isinstance(cached, EhrOrigins):
         return cached
-    origins = load_ehr_origins()
-    try:
-        cache.set(CACHE_KEY, origins, settings.SMART_CSP_CACHE_TTL)
-    except Exception:
-        logger.warning("CSP origin cache unavailable", exc_info=True)
+    origins = load_ehr_origins()  # also during a cache outage: the database has them
+    cachepolicy.set(cachepolicy.CSP_ORIGINS, CACHE_KEY, origins, settings.SMART_CSP_CACHE_TTL)
     return origins
 
 
@@ -131,10 +123,8 @@ def ehr_origins() -> EhrOrigins:
 @receiver(post_delete, sender=Ehr, dispatch_uid="smartapp.security.invalidate_on_delete")
 def invalidate_ehr_origins(**kwargs) -> None:
     """Any change to an EHR may change who may frame the app: drop the cached origins."""
-    try:
-        cache.delete(CACHE_KEY)
-    except Exception:
-        logger.warning("could not invalidate the CSP origin cache", exc_info=True)
+    # In a cache outage the stale entry expires within SMART_CSP_CACHE_TTL.
+    cachepolicy.delete(cachepolicy.CSP_ORIGINS, CACHE_KEY)
 
 
 # --- Embedding diagnostics ------------------------------------------------------------------------

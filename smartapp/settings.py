@@ -149,8 +149,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The cache holds discovery documents, JWKS and the cross-process refresh lock, so it must be
 # shared by every process: Redis when configured, else a database table (createcachetable).
 _REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds a Redis connect or command may take: a hung Redis is then an outage the cache policy
+# handles (smartapp/cachepolicy.py), not a request thread stuck for good.
+SMART_CACHE_SOCKET_TIMEOUT = env.float("SMART_CACHE_SOCKET_TIMEOUT", default=1.0)
 if _REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": SMART_CACHE_SOCKET_TIMEOUT,
+                "socket_timeout": SMART_CACHE_SOCKET_TIMEOUT,
+            },
+        }
+    }
 else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "smartapp_cache"}

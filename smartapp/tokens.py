@@ -31,10 +31,9 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
-from smartapp import oauth
+from smartapp import cachepolicy, oauth
 from smartapp.models import Launch
 
 logger = logging.getLogger(__name__)
@@ -85,18 +84,13 @@ def _failure_key(launch: Launch) -> str:
 
 
 def _failed_recently(launch: Launch) -> bool:
-    try:
-        return cache.get(_failure_key(launch)) is not None
-    except Exception:  # a broken cache remembers nothing
-        return False
+    return cachepolicy.get(cachepolicy.REFRESH_BACKOFF, _failure_key(launch)) is not None
 
 
 def _remember_failure(launch: Launch) -> None:
     """For a short while, requests of this launch do not each wait on an EHR that just failed."""
-    try:
-        cache.set(_failure_key(launch), 1, settings.SMART_REFRESH_BACKOFF_SECONDS)
-    except Exception:
-        logger.warning("could not remember a refresh failure", exc_info=True)
+    backoff = settings.SMART_REFRESH_BACKOFF_SECONDS
+    cachepolicy.set(cachepolicy.REFRESH_BACKOFF, _failure_key(launch), 1, backoff)
 
 
 def _reload(launch: Launch) -> Launch:
@@ -122,12 +116,8 @@ class _InFlight(Exception):
 def _claim(launch: Launch, owner: str) -> str:
     """Claim the launch's refresh token for one send; `_InFlight` if another send holds it."""
     key = _claim_key(launch)
-    try:
-        claimed = cache.add(key, owner, claim_seconds())
-    except Exception:  # a broken cache: refresh unclaimed, as the lock does
-        logger.warning("refresh token claim unavailable; sending without it", exc_info=True)
-        return key
-    if not claimed:
+    # Fails closed like the lock (cachepolicy.CacheUnavailable): an unclaimed send could be a second.
+    if not cachepolicy.add(cachepolicy.REFRESH_LOCK, key, owner, claim_seconds()):
         raise _InFlight
     return key
 
@@ -164,7 +154,7 @@ def _do_refresh(launch: Launch, config: oauth.SmartConfig, owner: str) -> Launch
     finally:
         # The call is over (an answer, or none within the deadline): a later refresh may send
         # this token again; a concurrent one could not.
-        _release(claim)
+        cachepolicy.delete(cachepolicy.REFRESH_LOCK, claim)
     if result.patient and launch.patient_id and result.patient != launch.patient_id:
         # Never the wrong patient: a refresh may not switch the launch's patient.
         logger.warning("refresh for ehr=%s returned a different patient; launch dropped", launch.ehr_id)
@@ -183,27 +173,14 @@ def _do_refresh(launch: Launch, config: oauth.SmartConfig, owner: str) -> Launch
     return launch
 
 
+# The lock fails closed (cachepolicy.REFRESH_LOCK): without it a refresh could run twice and send
+# one refresh token twice, which a rotating EHR answers by ending the grant.
 def _acquire(key: str, owner: str) -> bool:
-    try:
-        return cache.add(key, owner, lock_seconds())
-    except Exception:  # DatabaseError, or a Redis error: any cache failure
-        # A broken cache must not end every session: refresh unlocked (a race is unlikely).
-        logger.warning("refresh lock unavailable; refreshing without it", exc_info=True)
-        return True
+    return cachepolicy.add(cachepolicy.REFRESH_LOCK, key, owner, lock_seconds())
 
 
 def _holder(key: str) -> str | None:
-    try:
-        return cache.get(key)
-    except Exception:  # a broken cache holds no lock
-        return None
-
-
-def _release(key: str) -> None:
-    try:
-        cache.delete(key)
-    except Exception:  # the lock then expires by itself after lock_seconds()
-        logger.warning("could not release the refresh lock", exc_info=True)
+    return cachepolicy.get(cachepolicy.REFRESH_LOCK, key)
 
 
 def _refresh(launch: Launch, *, force: bool) -> Launch:
@@ -214,7 +191,10 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
         raise RefreshError("the EHR failed a refresh moments ago", final=False)
     try:
         config = _config(launch)
-        return _refresh_locked(launch, config, force=force)
+        try:
+            return _refresh_locked(launch, config, force=force)
+        except cachepolicy.CacheUnavailable as exc:
+            raise RefreshError("the refresh lock is unavailable", final=False) from exc
     except RefreshError as exc:
         if not exc.final:
             _remember_failure(launch)
@@ -245,8 +225,7 @@ def _refresh_locked(launch: Launch, config: oauth.SmartConfig, *, force: bool) -
             except _InFlight:
                 logger.warning("refresh lock expired under a live refresh (ehr=%s); waiting", launch.ehr_id)
             finally:
-                if _holder(key) == owner:
-                    _release(key)
+                cachepolicy.release(cachepolicy.REFRESH_LOCK, key, owner)
         if not force and not launch.expires_within(0):
             return launch  # another request is refreshing; this token still works meanwhile
         deadline = time.monotonic() + wait_seconds()

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import dbtemplates
 from tests.net import REPO, free_port, wait_until_ready
 
 
@@ -71,13 +72,23 @@ def app_env(db_path: Path, port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
+def _migrate(env: dict[str, str], db_path: Path) -> None:
+    """A fresh app database: every migration and the cache table."""
+    builder = AppServer(base_url="", env={**env, "DATABASE_URL": f"sqlite:///{db_path}"})
+    builder.manage("migrate", "--noinput")
+    builder.manage("createcachetable")
+
+
 def start_app(db_path: Path, port: int | None = None, workers: int = 2, **env_overrides: str) -> AppServer:
     """Migrate a fresh database and serve the app with gunicorn on http://localhost:PORT."""
     port = port or free_port()
     env = app_env(db_path, port, **env_overrides)
     server = AppServer(base_url=f"http://localhost:{port}", env=env)
-    server.manage("migrate", "--noinput")
-    server.manage("createcachetable")
+    if env["DATABASE_URL"] == f"sqlite:///{db_path}" and not Path(db_path).exists():
+        dbtemplates.copy_of("app", Path(db_path), lambda path: _migrate(env, path))
+    else:
+        server.manage("migrate", "--noinput")
+        server.manage("createcachetable")
     server.log_path = db_path.with_suffix(".log")
     log = server.log_path.open("w")
     server.process = subprocess.Popen(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from tests import dbtemplates
 from tests.net import REPO, free_port, wait_until_ready
 
 
@@ -86,6 +87,16 @@ class SandboxServer:
         return self._call("POST", "/_sandbox/launch", json=body)
 
 
+def _seed(env: dict[str, str], db_path: Path, anchor: str | None) -> None:
+    """A fresh sandbox database: migrated and seeded by `runsandbox --no-serve`."""
+    subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), "runsandbox", "--db", str(db_path), "--no-serve",
+         *(["--anchor", anchor] if anchor else [])],
+        cwd=REPO, env={**env, "SANDBOX_DATABASE_URL": f"sqlite:///{db_path}"},
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+
+
 def start_sandbox(
     db_path: Path,
     clients: list[dict],
@@ -112,6 +123,10 @@ def start_sandbox(
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("SANDBOX_BASE_URL", None)
+    if not db_path.exists():
+        # A copy of this process's freshly seeded database (the same seed and anchor); the
+        # server then only registers its clients.
+        dbtemplates.copy_of(f"sandbox:{anchor}", db_path, lambda path: _seed(env, path, anchor))
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     cmd = [
         sys.executable,

@@ -29,7 +29,7 @@ def test_it_redirects_other_pages_to_https_unless_the_proxy_says_https(behind_pr
     assert behind_proxy.get("/admin/login/", headers={"X-Forwarded-Proto": "https"}).status_code == 200
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # as served: no test transaction around the request
 def test_it_answers_probes_without_touching_the_database_more_than_needed(
     client, settings, django_assert_num_queries, django_assert_max_num_queries
 ):
