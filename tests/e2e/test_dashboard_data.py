@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -57,3 +58,31 @@ def test_it_shows_readable_units(browser):
     text = visible_text(browser.standalone_launch(patient="pat-garcia").text)
     assert "mmHg" in text and "mm[Hg]" not in text
     assert "°C" in text
+
+
+@pytest.mark.parametrize("patient", ["pat-synthea", "pat-ehrstyle", "pat-child", "pat-brooks", "pat-garcia"])
+def test_every_measure_the_patient_has_appears_on_the_dashboard(browser, patient):
+    """Whatever the volume, the latest of each known vital sign and lab the EHR holds is shown."""
+    from clinical import display
+    from sandbox import synthetic
+
+    seed = int(os.environ.get("SANDBOX_SEED", "20250115"))
+    expected = set()
+    for resource in synthetic.generate(seed):
+        if (
+            resource["resourceType"] != "Observation"
+            or resource["subject"]["reference"] != f"Patient/{patient}"
+        ):
+            continue
+        if resource.get("status") in ("cancelled", "entered-in-error"):
+            continue
+        codes = {
+            c.get("code") for c in resource["code"].get("coding", []) if c.get("system") == "http://loinc.org"
+        }
+        measure = display.measure_for(codes)
+        if measure is not None and measure.key not in ("sys", "dia"):
+            expected.add(measure.name)
+    text = visible_text(browser.standalone_launch(patient=patient).text).replace("&#x27;", "'")
+    assert expected, "the corpus gave this patient no known measure"
+    missing = sorted(name for name in expected if name not in text)
+    assert not missing, f"{patient}: {missing}"
