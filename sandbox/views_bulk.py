@@ -88,8 +88,7 @@ def kickoff(request: HttpRequest, rid: str | None = None) -> HttpResponse:
     if bulk.active_count(token.client.pk) >= MAX_ACTIVE_JOBS:
         return outcome(429, "throttled", "too many exports in progress", {"Retry-After": "5"})
     job = bulk.start(token.client.pk, request.build_absolute_uri(), allowed, since, members)
-    response = outcome(202, "informational", "export started")
-    response.content = b""  # no body
+    response = HttpResponse(status=202)
     response["Content-Location"] = f"{oauth.fhir_base(request)}/_bulk/status/{job.id}"
     return response
 
@@ -115,9 +114,7 @@ def status(request: HttpRequest, job_id: str) -> HttpResponse:
     token, job = found
     if request.method == "DELETE":
         bulk.delete(job.id)
-        response = outcome(202, "informational", "export deleted")
-        response.content = b""
-        return response
+        return HttpResponse(status=202)
     injected = _counted(token, "bulk_status", "bulk_status_times")
     if injected:
         return _fault_response(token, injected)

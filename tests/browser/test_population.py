@@ -98,3 +98,15 @@ def test_the_page_is_not_reachable_without_a_staff_login(recorder, stack, synced
     page = recorder.new_page()
     page.goto(stack.app.base_url + "/population/")
     expect(page).to_have_url(re.compile(r"/admin/login/\?next=/population/"))
+
+
+def test_the_population_page_is_accessible(recorder, stack, synced):
+    from tests.browser.test_accessibility import AXE, _axe, _keyboard
+
+    page = recorder.new_page()
+    _login(page, stack, synced, "/population/")
+    page.get_by_role("link", name="grp-htn").click()
+    expect(page.get_by_role("heading", name="Sandbox EHR: grp-htn")).to_be_visible()
+    findings: dict = {}
+    _axe(page, AXE.read_text(), "population", findings)
+    _keyboard(page, "population")
