@@ -32,6 +32,14 @@ FAULTS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "slow_times": (int, "only the next N FHIR requests are slow (0/absent = all)"),
     "looping_next": (bool, "searchset `next` links point back to the same page"),
     "drop_scopes": (list, "scopes removed from every grant (as if the user unticked them)"),
+    "bulk_kickoff_status": (int, "$export kick-offs answer this status (e.g. 429 with Retry-After)"),
+    "bulk_kickoff_times": (int, "only the next N kick-offs fail (0/absent = all)"),
+    "bulk_status": (int, "export status polls answer this status (e.g. 500 mid-poll, 429)"),
+    "bulk_status_times": (int, "only the next N status polls fail (0/absent = all)"),
+    "bulk_polls": (int, "status polls answered 202 (X-Progress) before the manifest (default 1)"),
+    "bulk_retry_after": (int, "Retry-After seconds on export 202/429/503 answers (default 1)"),
+    "bulk_file_expired": (bool, "export file URLs answer 410 (expired)"),
+    "bulk_export_error": (bool, "the export fails: status polls answer 500 with an OperationOutcome"),
 }
 
 

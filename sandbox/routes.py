@@ -3,7 +3,7 @@
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, re_path
 
-from sandbox import views_ehr, views_fhir, views_oauth, views_testing
+from sandbox import views_bulk, views_ehr, views_fhir, views_oauth, views_testing
 
 app_name = "sandbox"
 
@@ -29,6 +29,11 @@ urlpatterns = [
     path("fhir/.well-known/smart-configuration", views_oauth.smart_configuration, name="smart_configuration"),
     path("fhir/metadata", views_fhir.metadata, name="metadata"),
     re_path(r"^fhir/Observation/\$lastn$", views_fhir.lastn, name="lastn"),
+    re_path(r"^fhir/Patient/\$export$", views_bulk.kickoff, name="patient_export"),
+    re_path(rf"^fhir/Group/{_ID}/\$export$", views_bulk.kickoff, name="group_export"),
+    re_path(rf"^fhir/Group/{_ID}$", views_bulk.group_read, name="group_read"),
+    path("fhir/_bulk/status/<str:job_id>", views_bulk.status, name="export_status"),
+    path("fhir/_bulk/file/<str:job_id>/<str:rtype>/<int:part>", views_bulk.file, name="export_file"),
     re_path(rf"^fhir/{_TYPE}/_search$", views_fhir.search, name="search_post"),
     re_path(rf"^fhir/{_TYPE}/{_ID}$", views_fhir.read, name="read"),
     re_path(rf"^fhir/{_TYPE}$", views_fhir.search, name="search"),

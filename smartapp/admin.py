@@ -9,8 +9,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from smartapp import oauth
-from smartapp.models import Ehr
+from smartapp import backend, oauth
+from smartapp.models import BackendRegistration, Ehr
 
 
 def _formfield(field, **kwargs):
@@ -255,6 +255,9 @@ class EhrAdmin(admin.ModelAdmin):
     @admin.action(description="Check configuration (fetch SMART discovery)")
     def check_configuration(self, request: HttpRequest, queryset):
         reports = [oauth.check_configuration(ehr) for ehr in queryset]
+        for report in reports:  # the backend-services token, asked for afresh, where registered
+            registration = BackendRegistration.objects.filter(ehr=report.ehr, enabled=True).first()
+            report.backend = backend.check(registration) if registration else None
         return TemplateResponse(
             request,
             "smartapp/admin_check_configuration.html",
@@ -267,4 +270,5 @@ class EhrAdmin(admin.ModelAdmin):
         )
 
 
-from smartapp import audit_admin  # noqa: E402, F401  (read-only audit trail admin)
+# The read-only audit trail and the backend-services registrations.
+from smartapp import audit_admin, backend_admin  # noqa: E402, F401

@@ -255,3 +255,80 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.interaction} {self.resource_type} {self.outcome}"
+
+
+DEFAULT_BACKEND_SCOPE = " ".join(f"system/{t}.rs" for t in DASHBOARD_RESOURCES)
+
+
+def validate_system_scope(value: str) -> None:
+    """Backend services ask only for `system/` scopes (the IG: no user, no patient context)."""
+    bad = [scope for scope in value.split() if not scope.startswith("system/")]
+    if bad or not value.split():
+        raise ValidationError(
+            "Backend services use system/ scopes only: %(bad)s",
+            params={"bad": ", ".join(bad[:5]) or "(none given)"},
+            code="not_system_scope",
+        )
+
+
+def validate_fhir_id(value: str) -> None:
+    if value and not safety.FHIR_ID.match(value):
+        raise ValidationError("Not a FHIR id (letters, digits, '-' and '.', up to 64).", code="invalid_id")
+
+
+class BackendRegistration(models.Model):
+    """An EHR's optional SMART Backend Services registration, for population exports without a user.
+
+    Reference: https://build.fhir.org/ig/HL7/smart-app-launch/backend-services.html
+    """
+
+    class Alg(models.TextChoices):
+        RS384 = "RS384", "RS384 (RSA)"
+        ES384 = "ES384", "ES384 (elliptic curve)"
+
+    ehr = models.OneToOneField(Ehr, on_delete=models.CASCADE, related_name="backend")
+    enabled = models.BooleanField(default=True, help_text="Untick to stop population exports from this EHR.")
+    client_id = models.CharField(
+        "backend client id",
+        max_length=255,
+        help_text="The client_id the EHR issued for backend services (may differ from the launch client).",
+    )
+    scope = models.TextField(
+        "system scopes",
+        default=DEFAULT_BACKEND_SCOPE,
+        validators=[validate_system_scope],
+        help_text="Space-separated system/ scopes asked for with client_credentials.",
+    )
+    alg = models.CharField(
+        "signing algorithm",
+        max_length=8,
+        choices=Alg.choices,
+        default=Alg.RS384,
+        help_text="How the client assertion is signed (the app's key of that type, from its JWKS).",
+    )
+    group_id = models.CharField(
+        "group id",
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[validate_fhir_id],
+        help_text="Export this FHIR Group (Group/[id]/$export); blank: every patient (Patient/$export).",
+    )
+    since = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="transactionTime of the last complete export, sent as _since on the next run.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "backend services registration"
+
+    def __str__(self) -> str:
+        return f"{self.client_id} on {self.ehr}"
+
+    def scope_list(self) -> list[str]:
+        return self.scope.split()

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "mozilla_django_oidc",
     "smartapp",
     "clinical",
+    "population",
 ]
 if SANDBOX_ENABLED:
     INSTALLED_APPS.append("sandbox")

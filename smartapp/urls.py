@@ -22,6 +22,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("population/", include("population.urls")),
     path("", include("smartapp.launch_urls")),
     path("", include("clinical.urls")),
 ]

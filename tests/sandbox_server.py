@@ -104,6 +104,7 @@ def start_sandbox(
     port: int | None = None,
     timeout: float = 60.0,
     anchor: str | None = None,
+    population: int = 0,
 ) -> SandboxServer:
     """Start `manage.py runsandbox` on a free port with its own DB, register clients, wait until ready.
 
@@ -138,6 +139,7 @@ def start_sandbox(
         "--clients",
         str(clients_file),
         *(["--anchor", anchor] if anchor else []),
+        *(["--population", str(population)] if population else []),
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -32,6 +32,12 @@ class Command(BaseCommand):
             type=date.fromisoformat,
             help="the data's today, YYYY-MM-DD (default: today, UTC); used only when seeding",
         )
+        parser.add_argument(
+            "--population",
+            type=int,
+            default=0,
+            help="also generate N small patients in Group/pop for bulk-export scale tests (on demand only)",
+        )
         parser.add_argument("--no-serve", action="store_true", help="migrate, seed and register, then exit")
 
     def handle(self, *args, **options):
@@ -49,6 +55,11 @@ class Command(BaseCommand):
         if not seed.is_seeded():
             count = seed.seed(options["seed"] or settings.SANDBOX_SEED, options["anchor"])
             self.stdout.write(f"Seeded {count} FHIR resources.")
+        if options["population"]:
+            from sandbox import bulk
+
+            count = bulk.ensure_population(options["population"], options["seed"] or settings.SANDBOX_SEED)
+            self.stdout.write(f"Generated population: {count} patients in Group/pop.")
         if options["clients"]:
             for data in json.loads(Path(options["clients"]).read_text()):
                 try:
