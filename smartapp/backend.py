@@ -121,7 +121,7 @@ def get_token(reg: BackendRegistration, *, use_cache: bool = True) -> BackendTok
     endpoint = token_endpoint(reg)
     key = _cache_key(reg, endpoint)
     if use_cache:
-        cached = cachepolicy.backend_token_get(key)
+        cached = cachepolicy.get(cachepolicy.BACKEND_TOKEN, key)
         if isinstance(cached, dict) and cached.get("expires_at", 0) - EXPIRY_SKEW > time.time():
             try:
                 return BackendToken(
@@ -137,13 +137,13 @@ def get_token(reg: BackendRegistration, *, use_cache: bool = True) -> BackendTok
             "expires_at": token.expires_at,
             "scope": token.scope,
         }
-        cachepolicy.backend_token_set(key, entry, ttl)
+        cachepolicy.set(cachepolicy.BACKEND_TOKEN, key, entry, ttl)
     return token
 
 
 def forget_token(reg: BackendRegistration, token: BackendToken) -> None:
     """The EHR refused this token (401): the next call gets a new one."""
-    cachepolicy.backend_token_forget(_cache_key(reg, token.token_endpoint))
+    cachepolicy.delete(cachepolicy.BACKEND_TOKEN, _cache_key(reg, token.token_endpoint))
 
 
 @dataclass(frozen=True)

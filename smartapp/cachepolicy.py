@@ -78,7 +78,21 @@ STATE_USED = Use(
 )
 READINESS = Use("readiness", True, "/readyz answers 503")
 
-USES = (DISCOVERY, DISCOVERY_FAILURE, JWKS, CSP_ORIGINS, STYLE, REFRESH_BACKOFF, REFRESH_LOCK, STATE_USED)
+# Backend-services tokens (smartapp.backend) are stored encrypted; without the cache every export
+# step asks the EHR for a new one (more token requests, each with a fresh assertion), never a
+# failed sync.
+BACKEND_TOKEN = Use("backend token", False, "each export step asks the EHR for a new backend token")
+USES = (
+    DISCOVERY,
+    DISCOVERY_FAILURE,
+    JWKS,
+    CSP_ORIGINS,
+    STYLE,
+    REFRESH_BACKOFF,
+    REFRESH_LOCK,
+    STATE_USED,
+    BACKEND_TOKEN,
+)
 
 _failing: set[str] = set()
 _failing_lock = threading.Lock()
@@ -191,33 +205,3 @@ def probe() -> bool:
         return get(READINESS, _PROBE_KEY) == token
     except CacheUnavailable:
         return False
-
-
-# --- Backend-services access tokens (smartapp.backend) ----------------------------------------
-# An outage means every export step asks the EHR for a new token (more token requests, each with
-# a fresh assertion): slower, never a failed sync. The token is stored encrypted.
-
-
-def backend_token_get(key: str) -> object | None:
-    """A cached backend token entry, or None (also when the cache is down)."""
-    try:
-        return cache.get(key)
-    except CACHE_ERRORS:
-        logger.warning("backend token cache unavailable; asking the EHR for a new token", exc_info=True)
-        return None
-
-
-def backend_token_set(key: str, value: object, ttl: int) -> None:
-    """Remember a backend token for `ttl` seconds; a cache outage just forgets it."""
-    try:
-        cache.set(key, value, ttl)
-    except CACHE_ERRORS:
-        logger.warning("backend token cache unavailable; token not shared", exc_info=True)
-
-
-def backend_token_forget(key: str) -> None:
-    """Drop a backend token the EHR refused; a cache outage has nothing to drop."""
-    try:
-        cache.delete(key)
-    except CACHE_ERRORS:
-        logger.warning("backend token cache unavailable; nothing to forget", exc_info=True)
