@@ -889,11 +889,18 @@ def build_labs(
     return tuple(measures)
 
 
+_LAB_ORDER = {m.key: i for i, m in enumerate(display.LABS)}
+
+
 def lab_groups(measures: Sequence[Measure]) -> list[tuple[str, list[Measure]]]:
-    """Labs by group in a fixed clinical order (Kidney first), newest first within each."""
+    """Labs by group in a fixed clinical order (Kidney first). Within a group, known tests keep
+    the table's order (creatinine beside eGFR, sodium before potassium), so a clinician finds
+    them in the same place every time; unknown tests follow, newest first."""
     by_group: dict[str, list[Measure]] = {}
     for m in measures:
         by_group.setdefault(m.group or "Other", []).append(m)
+    for members in by_group.values():
+        members.sort(key=lambda m: _LAB_ORDER.get(m.key, len(_LAB_ORDER)))  # stable: newest first kept
     order = {g: i for i, g in enumerate(LAB_GROUP_ORDER)}
     return sorted(by_group.items(), key=lambda item: order.get(item[0], len(order)))
 

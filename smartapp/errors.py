@@ -29,6 +29,12 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     return render(request, "403.html", status=403)
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A refused form (a missing or stale CSRF token): the app's page, not Django's bare one."""
+    logger.warning("form refused: CSRF check failed (%s)", reason)
+    return render(request, "403_csrf.html", status=403)
+
+
 @requires_csrf_token
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "404.html", status=404)

@@ -182,6 +182,7 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
 CSRF_COOKIE_SAMESITE = "None"
 CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "smartapp.errors.csrf_failure"  # the app's header, a next step, a reference
 SMART_PARTITIONED_COOKIES = env.bool("SMART_PARTITIONED_COOKIES", default=True)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -199,3 +199,22 @@ def test_older_abnormal_results_and_body_size_stay_out_of_the_recent_strip():
     )
     recent, older = abnormal(vitals, labs, NOW)
     assert recent == [] and [m.key for m in older] == ["hba1c"]
+
+
+def test_labs_keep_a_fixed_clinical_order_kidney_first_creatinine_beside_egfr():
+    from clinical.readings import lab_groups
+
+    labs = build_labs(
+        [
+            obs("2823-3", "2026-11-28", 4.1, ucum="mmol/L"),
+            obs("98979-8", "2026-11-20", 42, ucum="mL/min/{1.73_m2}"),
+            obs("3094-0", "2026-11-27", 31, ucum="mg/dL"),
+            obs("2160-0", "2026-11-10", 1.42, ucum="mg/dL"),
+            obs("2951-2", "2026-11-28", 133, ucum="mmol/L"),
+        ],
+        "",
+        ADULT,
+        NOW,
+    )
+    groups = [(g, [m.key for m in ms]) for g, ms in lab_groups(labs)]
+    assert groups == [("Kidney", ["creatinine", "egfr", "bun"]), ("Electrolytes", ["sodium", "potassium"])]

@@ -124,3 +124,10 @@ def test_it_signs_out_with_the_header_and_a_way_back(client):
     assert response.status_code == 200
     assert 'class="site-header"' in html
     assert "Back to the start page" in html
+
+
+@pytest.mark.django_db
+def test_it_answers_a_form_without_its_csrf_token_with_the_apps_page(log_lines):
+    response = Client(enforce_csrf_checks=True).post("/logout")
+    reference = _check_page(response, log_lines, 403, "reload the page and try again")
+    assert any(rid == reference and "CSRF" in message for rid, _, message in log_lines)
