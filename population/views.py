@@ -32,6 +32,14 @@ SORTS = {
     "problems": [F("active_problems").desc(), "patient_id"],
     "seen": [F("last_encounter_at").asc(nulls_first=True), "patient_id"],  # longest unseen first
 }
+SORT_LABELS = {
+    "name": "name",
+    "age": "age (oldest first)",
+    "bp": "latest systolic BP (highest first)",
+    "a1c": "latest HbA1c (highest first)",
+    "problems": "active problems (most first)",
+    "seen": "last encounter (longest ago first)",
+}
 FILTERS = {
     "bp": ("BP uncontrolled", lambda now: Q(bp_controlled=False)),
     "a1c": (f"HbA1c \u2265 {A1C_HIGH} %", lambda now: Q(hba1c__gte=A1C_HIGH)),
@@ -115,6 +123,7 @@ def patients(request: HttpRequest, slug: str, group: str) -> HttpResponse:
             "page": page,
             "items": items,
             "sort": sort,
+            "sort_label": SORT_LABELS[sort],
             "filters": [(key, label, key in active) for key, (label, _q) in FILTERS.items()],
             "sort_links": {key: query(sort=key) for key in SORTS},
             "page_query": query(),
