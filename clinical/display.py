@@ -106,6 +106,20 @@ def _decimals_for(measure: MeasureDef | None, unit: str, age_years: float | None
     return measure.decimals
 
 
+_STEPS = [Decimal(1).scaleb(-n) for n in range(40)]
+
+
+def _quantize(value: Decimal, decimals: int) -> Decimal:
+    """ROUND_HALF_UP to `decimals`; a wider context only for values the default 28 digits can't hold
+    (thousands of calls per page: the context switch is skipped when it is not needed)."""
+    step = _STEPS[decimals] if decimals < len(_STEPS) else Decimal(1).scaleb(-decimals)
+    if value.adjusted() + decimals + 2 <= 28:
+        return value.quantize(step, rounding=ROUND_HALF_UP)
+    with localcontext() as ctx:
+        ctx.prec = value.adjusted() + decimals + 2
+        return value.quantize(step, rounding=ROUND_HALF_UP)
+
+
 def show_number(
     value: Decimal,
     measure: MeasureDef | None,
@@ -125,13 +139,10 @@ def show_number(
         trace = abs(value) < Decimal("0.01")
         decimals = 1 - value.adjusted() if trace else min(max(0, 2 - value.adjusted()), 3)
     decimals = min(decimals or 0, sent)
-    with localcontext() as ctx:
-        ctx.prec = max(28, value.adjusted() + decimals + 2)  # quantize never runs out of digits
-        rounded = value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
-        if rounded == 0 and value != 0:
-            # A trace is not zero: keep two significant digits (as far as the source sent them).
-            decimals = min(sent, max(0, 1 - value.adjusted()))
-            rounded = value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    rounded = _quantize(value, decimals)
+    if rounded == 0 and value != 0:
+        # A trace is not zero: keep two significant digits (as far as the source sent them).
+        rounded = _quantize(value, min(sent, max(0, 1 - value.adjusted())))
     if rounded == 0:
         rounded = abs(rounded)
     return Shown(comparator + plain_number(rounded), rounded, comparator + plain_number(value))
