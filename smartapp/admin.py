@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from smartapp import oauth
+from smartapp import discovery
 from smartapp.models import Ehr
 
 
@@ -254,7 +254,7 @@ class EhrAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check configuration (fetch SMART discovery)")
     def check_configuration(self, request: HttpRequest, queryset):
-        reports = [oauth.check_configuration(ehr) for ehr in queryset]
+        reports = [discovery.check_configuration(ehr) for ehr in queryset]
         return TemplateResponse(
             request,
             "smartapp/admin_check_configuration.html",

@@ -25,8 +25,10 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from smartapp import cachepolicy, oauth, safety
+from smartapp import cachepolicy, safety
+from smartapp.discovery import SmartConfig
 from smartapp.models import Ehr
+from smartapp.protocol import OAuthError, get_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson
 MAX_FHIR_USER = 512  # the Launch column
 
 
-class IdentityError(oauth.OAuthError):
+class IdentityError(OAuthError):
     """The id_token could not be verified; the user is not signed in."""
 
     status = 401
@@ -66,8 +68,8 @@ def _fetch_jwks(jwks_uri: str, *, use_cache: bool) -> list[dict[str, Any]]:
         if cached is not None:
             return cached
     try:
-        document = oauth.get_json(jwks_uri)
-    except oauth.OAuthError as exc:
+        document = get_json(jwks_uri)
+    except OAuthError as exc:
         raise IdentityError(f"The EHR's signing keys could not be fetched: {exc}") from exc
     keys = [k for k in document.get("keys") or [] if isinstance(k, dict)]
     cachepolicy.set(cachepolicy.JWKS, key, keys, settings.SMART_DISCOVERY_TTL)
@@ -109,7 +111,7 @@ def absolute_fhir_user(value: str, iss: str) -> str:
         or segments[-2] not in FHIR_USER_TYPES
         or not safety.FHIR_ID.match(segments[-1])
         or len(absolute) > MAX_FHIR_USER
-        or oauth.has_control_characters(absolute)
+        or safety.has_control_characters(absolute)
     ):
         logger.warning("fhirUser claim ignored: not a %s reference", "/".join(FHIR_USER_TYPES))
         return ""
@@ -129,7 +131,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         # Deliberately not calling super().__init__: it requires single-provider OIDC_* settings.
         self.UserModel = get_user_model()
         self.ehr: Ehr | None = None
-        self.config: oauth.SmartConfig | None = None
+        self.config: SmartConfig | None = None
         self.claims: dict[str, Any] = {}
 
     # Only our own callback passes these keyword arguments, so password logins skip this backend.
@@ -138,7 +140,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         request: HttpRequest | None,
         smart_id_token: str | None = None,
         smart_ehr: Ehr | None = None,
-        smart_config: oauth.SmartConfig | None = None,
+        smart_config: SmartConfig | None = None,
         smart_nonce: str | None = None,
     ):
         if not smart_id_token or smart_ehr is None or smart_config is None:
@@ -254,9 +256,7 @@ class Identity:
     fhir_user: str
 
 
-def sign_in(
-    request: HttpRequest, ehr: Ehr, config: oauth.SmartConfig, *, id_token: str, nonce: str
-) -> Identity:
+def sign_in(request: HttpRequest, ehr: Ehr, config: SmartConfig, *, id_token: str, nonce: str) -> Identity:
     """Verify the id_token, map it to a Django user and log in (rotating the session key)."""
     backend = SmartOIDCBackend()
     user = backend.authenticate(
