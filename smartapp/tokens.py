@@ -76,6 +76,13 @@ class RefreshError(Exception):
         self.final = final
 
 
+class LockUnavailable(RefreshError):
+    """The shared cache holding the refresh lock is down: the app, not the EHR, cannot refresh now."""
+
+    def __init__(self, message: str):
+        super().__init__(message, final=False)
+
+
 def _lock_key(launch: Launch) -> str:
     return f"smart:refresh-lock:{launch.pk}"
 
@@ -193,7 +200,7 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
         try:
             return _refresh_locked(launch, config, force=force)
         except cachepolicy.CacheUnavailable as exc:
-            raise RefreshError("the refresh lock is unavailable", final=False) from exc
+            raise LockUnavailable("the refresh lock is unavailable") from exc
     except RefreshError as exc:
         if not exc.final:
             _remember_failure(launch)

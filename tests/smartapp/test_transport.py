@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinical import fhir, style
+from clinical import dashboard, fhir, style
 from smartapp import discovery, identity, protocol, token_endpoint, transport
 from smartapp.models import Ehr
 from tests.misbehaving import (
@@ -202,3 +202,15 @@ def test_debug_allows_plain_http_to_loopback(settings):
     settings.SMART_ALLOW_HTTP_LOOPBACK = False
     with MisbehavingServer({"/x": json_reply({"ok": 1})}) as server:
         assert transport.fetch("GET", server.base_url + "/x", limit=1024).json() == {"ok": 1}
+
+
+@pytest.mark.parametrize("route", [late_headers(), never_closes()], ids=["late-headers", "never-closes"])
+def test_a_fhir_timeout_is_shown_as_a_timeout_not_as_unreachable(route):
+    with MisbehavingServer({"/fhir/Observation": route}) as server:
+        client = fhir.FhirClient(server.base_url + "/fhir", "t")
+        with pytest.raises(fhir.FhirError) as raised:
+            client.search("Observation", {"patient": "pat-1"})
+    assert isinstance(raised.value, fhir.Timeout)
+    state = dashboard.error_state(raised.value, "vital signs")
+    assert state.message == "The EHR did not send vital signs in time."
+    assert "reached" not in state.message
