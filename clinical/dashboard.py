@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from clinical import capabilities, display, fhir, scopes
+from clinical import capabilities, display, fhir
 from clinical.parallel import run_parallel
 from clinical.readings import (
     LOINC,
@@ -36,6 +36,7 @@ from clinical.readings import (
     observation_effective,
     reference_id,
 )
+from smartapp import scopes
 
 logger = logging.getLogger(__name__)
 

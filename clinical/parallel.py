@@ -1,8 +1,10 @@
-"""Independent tasks (FHIR queries) run side by side on one process-wide pool of threads.
+"""Independent tasks (FHIR queries, the style fetch) run side by side on one process-wide pool of threads.
 
 A pool per page load paid a thread start per query and staggered the wave's requests; the
 shared pool keeps idle threads ready. It is created on first use, so never before gunicorn
-forks its workers.
+forks its workers. A pool thread outlives requests, so Django's end-of-request tidying of
+database connections never runs in it: every task ends with `close_old_connections()`, the
+same call Django makes when a request finishes (honouring CONN_MAX_AGE and health checks).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from clinical import fhir
 
@@ -36,6 +39,34 @@ def pool() -> ThreadPoolExecutor:
                 max_workers=settings.FHIR_QUERY_THREADS, thread_name_prefix=THREAD_PREFIX
             )
         return _pool
+
+
+def _in_pool(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    finally:
+        close_old_connections()  # what Django does after a request, for this long-lived thread
+
+
+def submit(fn: Callable[..., Any], *args: Any) -> Future:
+    """Run `fn(*args)` on the shared pool, in a copy of the caller's context (its request id)."""
+    return pool().submit(contextvars.copy_context().run, _in_pool, fn, *args)
+
+
+def start(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Start `fn(*args)` on the shared pool; the returned `finish()` gives its result.
+
+    If no pool thread has taken the task by the time `finish()` is called (every thread busy),
+    the caller runs it itself rather than wait for a thread.
+    """
+    future = submit(fn, *args)
+
+    def finish() -> Any:
+        if future.cancel():
+            return fn(*args)
+        return future.result()
+
+    return finish
 
 
 def _guarded(name: str, fn: Callable[[], Any]) -> Any:
@@ -71,7 +102,7 @@ def run_parallel(tasks: dict[str, Callable[[], Any]], max_workers: int) -> dict[
 
     lanes = max(1, min(max_workers, len(tasks)))
     # Each helper runs in a copy of the request's context, so its log lines carry the request id.
-    helpers = [pool().submit(contextvars.copy_context().run, lane) for _ in range(lanes - 1)]
+    helpers = [submit(lane) for _ in range(lanes - 1)]
     lane()
     for helper in helpers:
         # A helper still queued (every pool thread busy) has nothing left to do: the calling

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from django.db import connections
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from clinical import style, timing
+from clinical import fhir, parallel, style, timing
 from clinical.dashboard import PANELS, Dashboard, build_dashboard, search_patients
 from clinical.fhir import ID_PATTERN, FhirClient
-from clinical.parallel import THREAD_PREFIX
 from smartapp import tokens
-from smartapp.audit import FhirAccess, record_fhir_accesses
+from smartapp.audit import record_fhir_accesses
 from smartapp.middleware import SmartHttpRequest
 from smartapp.models import Launch
 
@@ -43,10 +40,6 @@ def _client(launch: Launch) -> FhirClient:
         except tokens.RefreshError:
             logger.info("refresh after FHIR 401 failed (ehr=%s)", launch.ehr_id)
             return None
-        finally:
-            # Query threads are short-lived: never leave their DB connections open.
-            if threading.current_thread().name.startswith(THREAD_PREFIX):
-                connections.close_all()
 
     return FhirClient(launch.iss, launch.access_token, on_unauthorized)
 
@@ -56,44 +49,55 @@ def _granted(launch: Launch) -> set[str] | None:
     return launch.granted_scopes() if launch.scope.strip() else None
 
 
-def _audit(request: SmartHttpRequest, launch: Launch, accesses, patient_id: str) -> None:
-    if not accesses:
-        return
-    record_fhir_accesses(
-        launch,
-        [FhirAccess(**asdict(a)) for a in accesses],
-        request_id=str(getattr(request, "request_id", ""))[:64],
-        patient_id=patient_id,
-    )
+def _render(
+    request: SmartHttpRequest,
+    template: str,
+    context: dict[str, Any],
+    *,
+    waits: Iterable[timing.Interval] | None = None,
+    accesses: Iterable[fhir.Access] = (),
+    patient_id: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """The one way a dashboard page is answered: EHR waits noted (Server-Timing), accesses audited.
+
+    `waits` is None when the page asked the EHR nothing (no Server-Timing then).
+    """
+    launch = request.smart
+    if waits is not None:
+        timing.note_waits(request, waits)
+    accesses = list(accesses)
+    if accesses:
+        request_id = str(getattr(request, "request_id", ""))[:64]
+        record_fhir_accesses(launch, accesses, request_id=request_id, patient_id=patient_id)
+    return render(request, template, {"launch": launch, "handle": launch.handle, **context}, status=status)
 
 
-def _start_style(launch: Launch) -> tuple[dict[str, str] | None, Future | None, ThreadPoolExecutor | None]:
-    """Style hints from cache, or a fetch started alongside the FHIR queries."""
+def _start_style(launch: Launch) -> Callable[[], tuple[dict[str, str], list[timing.Interval]]]:
+    """Style hints from the cache, or a fetch on the shared pool alongside the FHIR queries.
+
+    The returned function gives the hints and the time spent waiting on the EHR for them.
+    """
     url = launch.smart_style_url
     if not url or not style.style_url_allowed(url, launch.iss):
-        return {}, None, None
+        return lambda: ({}, [])
     hit = style.cached(url)
     if hit is not None:
-        return hit, None, None
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-style")
-    return None, pool.submit(_timed_style_fetch, url, launch.iss), pool
+        return lambda: (hit, [])
+    fetching = parallel.start(_timed_style_fetch, url, launch.iss)
+
+    def finish() -> tuple[dict[str, str], list[timing.Interval]]:
+        props, waited = fetching()
+        style.store(url, props)
+        return props, [waited]
+
+    return finish
 
 
-def _timed_style_fetch(url: str, fhir_base: str) -> tuple[dict[str, str], tuple[float, float]]:
+def _timed_style_fetch(url: str, fhir_base: str) -> tuple[dict[str, str], timing.Interval]:
     started = time.perf_counter()
     props = style.fetch(url, fhir_base=fhir_base)
     return props, (started, time.perf_counter())
-
-
-def _finish_style(request: SmartHttpRequest, launch: Launch, props, future, pool) -> str:
-    if future is not None:
-        try:
-            props, waited = future.result()
-        finally:
-            pool.shutdown(wait=False)
-        timing.note_waits(request, [waited])
-        style.store(launch.smart_style_url, props)
-    return style.css_declarations(props or {})
 
 
 def _render_dashboard(
@@ -101,24 +105,19 @@ def _render_dashboard(
 ) -> HttpResponse:
     launch = request.smart
     panels = [p for p in PANELS if not (p == "banner" and launch.need_patient_banner is False)]
-    props, future, pool = _start_style(launch)
+    finish_style = _start_style(launch)
     client = _client(launch)
     data = build_dashboard(client, patient_id, encounter_id, _granted(launch), panels=panels, levels=levels)
-    timing.note_waits(request, client.wait_intervals)
-    style_css = _finish_style(request, launch, props, future, pool)
-    _audit(request, launch, data.accesses, patient_id)
-    return render(
-        request,
-        "clinical/dashboard.html",
-        {
-            "d": data,
-            "launch": launch,
-            "handle": launch.handle,
-            "show_banner": "banner" in panels,
-            "searched": searched,
-            "style_css": style_css,
-        },
-    )
+    props, style_waits = finish_style()
+    context = {
+        "d": data,
+        "show_banner": "banner" in panels,
+        "searched": searched,
+        "style_css": style.css_declarations(props or {}),
+    }
+    waits = [*client.wait_intervals, *style_waits]
+    template = "clinical/dashboard.html"
+    return _render(request, template, context, waits=waits, accesses=data.accesses, patient_id=patient_id)
 
 
 def _render_panel(
@@ -131,19 +130,10 @@ def _render_panel(
     data: Dashboard = build_dashboard(
         client, patient_id, encounter_id, _granted(launch), panels=[name], levels=levels
     )
-    timing.note_waits(request, client.wait_intervals)
-    _audit(request, launch, data.accesses, patient_id)
     template = "clinical/_panel.html" if request.GET.get("partial") == "1" else "clinical/panel.html"
-    return render(
-        request,
-        template,
-        {
-            "d": data,
-            "name": name,
-            "handle": launch.handle,
-            "searched": patient_id != launch.patient_id,
-            "launch": launch,
-        },
+    context = {"d": data, "name": name, "searched": patient_id != launch.patient_id}
+    return _render(
+        request, template, context, waits=client.wait_intervals, accesses=data.accesses, patient_id=patient_id
     )
 
 
@@ -215,23 +205,20 @@ def patient_search(request: SmartHttpRequest, handle: str) -> HttpResponse:
 def _render_search(request: SmartHttpRequest, raw_query: str) -> HttpResponse:
     launch = request.smart
     query = _CONTROL_RE.sub("", raw_query).strip()
-    error, result = "", None
+    error, result, client = "", None, None
     if raw_query and not query:
         error = "Enter a name to search for."
     elif len(query) > _QUERY_MAX:
         error = f"Search for at most {_QUERY_MAX} characters."
     elif query:
-        result = search_patients(_client(launch), query, _granted(launch))
-        _audit(request, launch, result.accesses, "")
-    return render(
+        client = _client(launch)
+        result = search_patients(client, query, _granted(launch))
+    context = {"query": query[:_QUERY_MAX], "error": error, "result": result}
+    return _render(
         request,
         "clinical/patient_search.html",
-        {
-            "launch": launch,
-            "handle": launch.handle,
-            "query": query[:_QUERY_MAX],
-            "error": error,
-            "result": result,
-        },
+        context,
+        waits=client.wait_intervals if client is not None else None,
+        accesses=result.accesses if result is not None else (),
         status=400 if error else 200,
     )

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from smartapp import backend, oauth
+from smartapp import backend, discovery
 from smartapp.models import BackendRegistration, Ehr
 
 
@@ -254,7 +254,7 @@ class EhrAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check configuration (fetch SMART discovery)")
     def check_configuration(self, request: HttpRequest, queryset):
-        reports = [oauth.check_configuration(ehr) for ehr in queryset]
+        reports = [discovery.check_configuration(ehr) for ehr in queryset]
         for report in reports:  # the backend-services token, asked for afresh, where registered
             registration = BackendRegistration.objects.filter(ehr=report.ehr, enabled=True).first()
             report.backend = backend.check(registration) if registration else None

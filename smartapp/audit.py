@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import Protocol
 
 from smartapp.models import AuditEvent, Launch
 
 
-@dataclass(frozen=True)
-class FhirAccess:
-    """What the FHIR client reports about one query; no clinical values."""
+class FhirAccess(Protocol):
+    """What the FHIR client reports about one query (`clinical.fhir.Access`); no clinical values."""
 
     resource_type: str
     interaction: str  # "read" or "search"
     outcome: str  # an AuditEvent.Outcome value
-    count: int | None = None
-    status_code: int | None = None
+    count: int | None
+    status_code: int | None
 
 
 def record_fhir_accesses(
-    launch: Launch, accesses: list[FhirAccess], request_id: str = "", patient_id: str | None = None
+    launch: Launch, accesses: Iterable[FhirAccess], request_id: str = "", patient_id: str | None = None
 ) -> None:
     """Write one audit row per access, in a single insert.
 

@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from smartapp import cachepolicy, crypto, keys, oauth, transport
+from smartapp import cachepolicy, crypto, discovery, keys, protocol, safety, token_response, transport
 from smartapp.models import BackendRegistration
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,14 @@ def token_endpoint(reg: BackendRegistration) -> str:
     if ehr.token_url_override:
         return ehr.token_url_override
     try:
-        return oauth.discover(ehr).token_endpoint
-    except oauth.ConfigurationError:
+        return discovery.discover(ehr).token_endpoint
+    except protocol.ConfigurationError:
         # Unusable for launches (PKCE, secrets…) may still be fine for backend services.
-        document, source = oauth.fetch_document(ehr)
-        endpoint = oauth.evaluate(ehr, document, source).token_endpoint
-    except oauth.OAuthError as exc:
+        document, source = discovery.fetch_document(ehr)
+        endpoint = discovery.evaluate(ehr, document, source).token_endpoint
+    except protocol.OAuthError as exc:
         raise BackendError(f"Discovery failed: {exc}") from exc
-    if not endpoint or not oauth.is_secure_url(endpoint):
+    if not endpoint or not safety.is_secure_url(endpoint):
         raise BackendError("The EHR names no usable (https) token endpoint.")
     return endpoint
 
@@ -108,8 +108,9 @@ def _request_token(reg: BackendRegistration, endpoint: str) -> BackendToken:
     except transport.OutboundError as exc:
         raise BackendError("The EHR's token service could not be reached.") from exc
     try:
-        parsed = oauth.parse_token_response(oauth.FormReply(reply.status_code, reply.body), form["scope"])
-    except oauth.OAuthError as exc:
+        answer = protocol.FormReply(reply.status_code, reply.body)
+        parsed = token_response.parse_token_response(answer, form["scope"])
+    except protocol.OAuthError as exc:
         detail = getattr(exc, "error", "")
         logger.warning("backend token refused for ehr=%s: HTTP %s %s", reg.ehr_id, reply.status_code, detail)
         raise BackendError(f"{exc} (HTTP {reply.status_code})") from exc

@@ -19,8 +19,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from smartapp import cachepolicy, identity, oauth, session
+from smartapp import authorize, cachepolicy, discovery, identity, session, token_endpoint
+from smartapp.discovery import SmartConfig
 from smartapp.models import Ehr, Launch
+from smartapp.protocol import OAuthError
+from smartapp.token_response import TokenResponse
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +65,15 @@ def begin(
     """
     standalone = kind == Launch.Kind.STANDALONE
     try:
-        config = oauth.discover(ehr)
-    except oauth.OAuthError as exc:
+        config = discovery.discover(ehr)
+    except OAuthError as exc:
         logger.warning("cannot start authorization for ehr=%s: %s", ehr.pk, exc)
         raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
-    requested = oauth.verifiable_scopes(ehr.scope_list(standalone=standalone), config)
+    requested = authorize.verifiable_scopes(ehr.scope_list(standalone=standalone), config)
     if not standalone and "launch" not in requested:
         requested = ["launch", *requested]  # an EHR launch means nothing without the launch scope
-    scope = oauth.scopes_for(" ".join(requested), config)
-    auth = oauth.build_authorization(
+    scope = authorize.scopes_for(" ".join(requested), config)
+    auth = authorize.build_authorization(
         ehr, config, scope=scope, redirect_uri=redirect_uri(), launch=launch, aud=iss
     )
     session.add_pending(
@@ -98,8 +101,9 @@ def authorization_error(request: HttpRequest, params: dict[str, str]) -> FlowErr
     """A friendly error for an `error=` redirect (RFC 6749 4.1.2.1), consuming its state."""
     pending = session.pop_pending(request, params["state"]) if params.get("state") else None
     code = params.get("error", "")
-    message = oauth.AUTHORIZATION_ERRORS.get(code, "The EHR could not complete the sign-in.")
-    logger.info("authorization error from EHR: %s", code if code in oauth.AUTHORIZATION_ERRORS else "unknown")
+    known = authorize.AUTHORIZATION_ERRORS
+    message = known.get(code, "The EHR could not complete the sign-in.")
+    logger.info("authorization error from EHR: %s", code if code in known else "unknown")
     ehr, kind = _retry_target(pending)
     status = 403 if code == "access_denied" else 400
     return FlowError("Sign-in did not complete", message, status=status, ehr=ehr, kind=kind)
@@ -141,18 +145,8 @@ def _take_pending(request: HttpRequest, state: str) -> dict[str, Any]:
     return pending
 
 
-def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
-    """Validate the callback, exchange the code, verify identity, and create the launch."""
-    pending = _take_pending(request, params.get("state", ""))
-    kind = pending["kind"]
-    ehr = Ehr.objects.filter(pk=pending["ehr_id"], enabled=True).first()
-    if ehr is None or ehr.iss != pending.get("iss"):
-        raise FlowError("EHR not available", "This EHR is no longer enabled for the app.")
-    try:
-        config = oauth.discover(ehr)
-    except oauth.OAuthError as exc:
-        raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
-
+def _check_response(params: dict[str, str], ehr: Ehr, config: SmartConfig, kind: str) -> str:
+    """The callback's issuer (RFC 9207) and code; return the code."""
     # RFC 9207 mix-up defence: the response must come from the issuer we sent the user to.
     returned_iss = params.get("iss")
     expected = {i for i in (config.issuer, ehr.iss) if i}
@@ -175,35 +169,30 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
             ehr=ehr,
             kind=kind,
         )
+    return code
 
+
+def _identify(
+    request: HttpRequest, ehr: Ehr, config: SmartConfig, tokens: TokenResponse, pending: dict[str, Any]
+) -> tuple[str, Any]:
+    """Sign the user in from the id_token of an openid launch; (fhir_user, user), or ("", None)."""
+    if "openid" not in pending["scope"].split():
+        return "", None
+    if not tokens.id_token:
+        logger.warning("ehr=%s granted no id_token although openid was requested", ehr.pk)
+        return "", None
     try:
-        tokens = oauth.exchange_code(
-            ehr,
-            config,
-            code=code,
-            code_verifier=pending["verifier"],
-            redirect_uri=redirect_uri(),
-            requested_scope=pending["scope"],
-        )
-    except oauth.OAuthError as exc:
-        raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+        who = identity.sign_in(request, ehr, config, id_token=tokens.id_token, nonce=pending["nonce"])
+    except OAuthError as exc:
+        raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=pending["kind"]) from exc
+    return who.fhir_user, who.user
 
-    fhir_user, user = "", None
-    owned_before = session.owned_handles(request)
-    if "openid" in pending["scope"].split():
-        if tokens.id_token:
-            try:
-                who = identity.sign_in(request, ehr, config, id_token=tokens.id_token, nonce=pending["nonce"])
-            except oauth.OAuthError as exc:
-                raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
-            fhir_user, user = who.fhir_user, who.user
-        else:
-            logger.warning("ehr=%s granted no id_token although openid was requested", ehr.pk)
 
-    launch = Launch.objects.create(
+def _create_launch(ehr: Ehr, tokens: TokenResponse, pending: dict[str, Any], fhir_user: str, user) -> Launch:
+    return Launch.objects.create(
         handle=session.new_handle(),
         ehr=ehr,
-        kind=kind,
+        kind=pending["kind"],
         user=user,
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
@@ -219,6 +208,35 @@ def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
         intent=tokens.intent,
         tenant=tokens.tenant,
     )
+
+
+def complete(request: HttpRequest, params: dict[str, str]) -> Launch:
+    """Validate the callback, exchange the code, verify identity, and create the launch."""
+    pending = _take_pending(request, params.get("state", ""))
+    kind = pending["kind"]
+    ehr = Ehr.objects.filter(pk=pending["ehr_id"], enabled=True).first()
+    if ehr is None or ehr.iss != pending.get("iss"):
+        raise FlowError("EHR not available", "This EHR is no longer enabled for the app.")
+    try:
+        config = discovery.discover(ehr)
+    except OAuthError as exc:
+        raise FlowError("Cannot reach the EHR", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+    code = _check_response(params, ehr, config, kind)
+    try:
+        tokens = token_endpoint.exchange_code(
+            ehr,
+            config,
+            code=code,
+            code_verifier=pending["verifier"],
+            redirect_uri=redirect_uri(),
+            requested_scope=pending["scope"],
+        )
+    except OAuthError as exc:
+        raise FlowError("Sign-in failed", str(exc), status=exc.status, ehr=ehr, kind=kind) from exc
+
+    owned_before = session.owned_handles(request)
+    fhir_user, user = _identify(request, ehr, config, tokens, pending)
+    launch = _create_launch(ehr, tokens, pending, fhir_user, user)
     if user is None:
         # No sign-in (no openid, or no id_token) means no login() to rotate the session key: do
         # it here, so a session id planted before the launch never owns its data.
@@ -239,12 +257,12 @@ def revoke_and_delete(launches: list[Launch]) -> int:
         if launch.iss != launch.ehr.iss:
             continue  # the EHR row now names another server: the tokens must not go there
         try:
-            config = oauth.discover(launch.ehr)
-        except oauth.OAuthError:
+            config = discovery.discover(launch.ehr)
+        except OAuthError:
             continue
         if config.revocation_endpoint:
-            oauth.revoke(launch.ehr, config, token=launch.refresh_token, hint="refresh_token")
-            oauth.revoke(launch.ehr, config, token=launch.access_token, hint="access_token")
+            token_endpoint.revoke(launch.ehr, config, token=launch.refresh_token, hint="refresh_token")
+            token_endpoint.revoke(launch.ehr, config, token=launch.access_token, hint="access_token")
     Launch.objects.filter(pk__in=[launch.pk for launch in launches]).delete()
     return len(launches)
 

@@ -20,13 +20,15 @@ from urllib.parse import urljoin, urlsplit
 
 import jwt
 from django.conf import settings
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from smartapp import cachepolicy, oauth, safety
+from smartapp import cachepolicy, safety
+from smartapp.discovery import SmartConfig
 from smartapp.models import Ehr
+from smartapp.protocol import OAuthError, get_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson
 MAX_FHIR_USER = 512  # the Launch column
 
 
-class IdentityError(oauth.OAuthError):
+class IdentityError(OAuthError):
     """The id_token could not be verified; the user is not signed in."""
 
     status = 401
@@ -66,8 +68,8 @@ def _fetch_jwks(jwks_uri: str, *, use_cache: bool) -> list[dict[str, Any]]:
         if cached is not None:
             return cached
     try:
-        document = oauth.get_json(jwks_uri)
-    except oauth.OAuthError as exc:
+        document = get_json(jwks_uri)
+    except OAuthError as exc:
         raise IdentityError(f"The EHR's signing keys could not be fetched: {exc}") from exc
     keys = [k for k in document.get("keys") or [] if isinstance(k, dict)]
     cachepolicy.set(cachepolicy.JWKS, key, keys, settings.SMART_DISCOVERY_TTL)
@@ -109,7 +111,7 @@ def absolute_fhir_user(value: str, iss: str) -> str:
         or segments[-2] not in FHIR_USER_TYPES
         or not safety.FHIR_ID.match(segments[-1])
         or len(absolute) > MAX_FHIR_USER
-        or oauth.has_control_characters(absolute)
+        or safety.has_control_characters(absolute)
     ):
         logger.warning("fhirUser claim ignored: not a %s reference", "/".join(FHIR_USER_TYPES))
         return ""
@@ -123,14 +125,40 @@ def stable_username(issuer: str, sub: str) -> str:
 
 
 class SmartOIDCBackend(OIDCAuthenticationBackend):
-    """mozilla-django-oidc backend, configured per EHR at call time instead of from settings."""
+    """mozilla-django-oidc's backend, with its provider settings per EHR instead of from settings.
 
-    def __init__(self, *args, **kwargs):
-        # Deliberately not calling super().__init__: it requires single-provider OIDC_* settings.
-        self.UserModel = get_user_model()
-        self.ehr: Ehr | None = None
-        self.config: oauth.SmartConfig | None = None
+    The parent reads one provider's OIDC_* settings in `__init__` through `get_settings`, its hook
+    for settings that do not come from django.conf; here that hook answers the provider settings
+    from the EHR being signed in to (None until one is), and everything else from settings.
+    """
+
+    def __init__(self, ehr: Ehr | None = None, config: SmartConfig | None = None, *args, **kwargs):
+        self.ehr, self.config = ehr, config
         self.claims: dict[str, Any] = {}
+        super().__init__(*args, **kwargs)
+
+    def _provider_settings(self) -> dict[str, Any]:
+        ehr, config = self.ehr, self.config
+        return {
+            "OIDC_OP_TOKEN_ENDPOINT": config.token_endpoint if config else None,
+            "OIDC_OP_USER_ENDPOINT": None,  # SMART servers often have none: the id_token is the identity
+            "OIDC_OP_JWKS_ENDPOINT": (config.jwks_uri or None) if config else None,
+            "OIDC_RP_CLIENT_ID": ehr.client_id if ehr else None,
+            "OIDC_RP_CLIENT_SECRET": None,  # the code exchange is smartapp.token_endpoint's, not ours
+            "OIDC_RP_IDP_SIGN_KEY": None,
+        }
+
+    def get_settings(self, attr: str, *args: Any) -> Any:
+        provider = self._provider_settings()
+        if attr in provider:
+            return provider[attr]
+        return super().get_settings(attr, *args)
+
+    def _configure(self, ehr: Ehr, config: SmartConfig) -> None:
+        """Point the backend at this EHR (Django constructs backends without arguments)."""
+        self.ehr, self.config = ehr, config
+        for name, value in self._provider_settings().items():
+            setattr(self, name, value)
 
     # Only our own callback passes these keyword arguments, so password logins skip this backend.
     def authenticate(
@@ -138,12 +166,13 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         request: HttpRequest | None,
         smart_id_token: str | None = None,
         smart_ehr: Ehr | None = None,
-        smart_config: oauth.SmartConfig | None = None,
+        smart_config: SmartConfig | None = None,
         smart_nonce: str | None = None,
     ):
         if not smart_id_token or smart_ehr is None or smart_config is None:
             return None
-        self.request, self.ehr, self.config = request, smart_ehr, smart_config
+        self.request = request
+        self._configure(smart_ehr, smart_config)
         payload = self.verify_token(smart_id_token, nonce=smart_nonce)
         self.claims = payload
         try:
@@ -162,11 +191,12 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
         except (jwt.InvalidTokenError, RecursionError) as exc:
             raise IdentityError("The EHR sent a malformed id_token.") from exc
         alg, kid = header.get("alg"), header.get("kid")
-        if not self.config or not self.config.jwks_uri:
+        jwks_uri = self.OIDC_OP_JWKS_ENDPOINT
+        if not jwks_uri:
             raise IdentityError("The EHR publishes no jwks_uri, so its id_token cannot be verified.")
-        jwk = _matching(_fetch_jwks(self.config.jwks_uri, use_cache=True), kid, alg)
+        jwk = _matching(_fetch_jwks(jwks_uri, use_cache=True), kid, alg)
         if jwk is None:
-            jwk = _matching(_fetch_jwks(self.config.jwks_uri, use_cache=False), kid, alg)
+            jwk = _matching(_fetch_jwks(jwks_uri, use_cache=False), kid, alg)
         if jwk is None:
             raise IdentityError("The id_token was signed with a key the EHR does not publish.")
         try:
@@ -192,7 +222,7 @@ class SmartOIDCBackend(OIDCAuthenticationBackend):
                 token,
                 key.key,
                 algorithms=[alg],
-                audience=self.ehr.client_id,
+                audience=self.OIDC_RP_CLIENT_ID,
                 issuer=self.expected_issuer,
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["iss", "sub", "aud", "exp", "iat"]},
@@ -254,11 +284,9 @@ class Identity:
     fhir_user: str
 
 
-def sign_in(
-    request: HttpRequest, ehr: Ehr, config: oauth.SmartConfig, *, id_token: str, nonce: str
-) -> Identity:
+def sign_in(request: HttpRequest, ehr: Ehr, config: SmartConfig, *, id_token: str, nonce: str) -> Identity:
     """Verify the id_token, map it to a Django user and log in (rotating the session key)."""
-    backend = SmartOIDCBackend()
+    backend = SmartOIDCBackend(ehr, config)
     user = backend.authenticate(
         request, smart_id_token=id_token, smart_ehr=ehr, smart_config=config, smart_nonce=nonce
     )

@@ -1,7 +1,8 @@
 """Structured logs: request ids, one JSON object per line, and redaction of secrets.
 
-Stdlib only. The request id travels in a contextvar, so every record logged while a request is
-being served (in this thread) carries it, and it is echoed to the client as `X-Request-ID` so a
+The JSON formatter is python-json-logger's, with redaction and plain values only. The request id
+travels in a contextvar, so every record logged while a request is being served (in this thread)
+carries it, and it is echoed to the client as `X-Request-ID` so a
 support call can be matched to the logs. Redaction is defence in depth: code must not log
 tokens in the first place, but if it does, the handler scrubs them before they are written.
 """
@@ -9,7 +10,6 @@ tokens in the first place, but if it does, the handler scrubs them before they a
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import re
 import uuid
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from pythonjsonlogger import json as jsonlogger
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_MAX_LENGTH = 64  # AuditEvent.request_id holds 64 characters.
@@ -132,27 +133,35 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, safe extras."""
+class JsonFormatter(jsonlogger.JsonFormatter):
+    """One JSON object per line (python-json-logger): time, level, logger, message, request_id and
+    plain extras; every string redacted, objects (such as Django's `request` extra) left out."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-            "request_id": getattr(record, "request_id", None) or current_request_id(),
-        }
-        for name, value in vars(record).items():
-            # Only plain values: objects such as Django's `request` extra may hold cookies.
-            if name in _STANDARD_ATTRS or name.startswith("_") or name in entry:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fmt", "%(levelname)s %(name)s %(message)s %(request_id)s")
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger", "exc_info": "exception"})
+        kwargs.setdefault("json_ensure_ascii", False)
+        kwargs.setdefault("json_default", str)
+        super().__init__(*args, **kwargs)
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        fields = dict(log_data)
+        log_data.clear()
+        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+        log_data.update(fields)
+        log_data["request_id"] = fields.get("request_id") or current_request_id()
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        # Only plain values: objects such as Django's `request` extra may hold cookies.
+        entry: dict[str, Any] = {}
+        for name, value in log_data.items():
+            if name.startswith("_"):
                 continue
             if isinstance(value, str):
                 entry[name] = redact(value)
             elif value is None or isinstance(value, bool | int | float):
                 entry[name] = value
-        if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
-        elif record.exc_text:
-            entry["exception"] = redact(record.exc_text)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return entry

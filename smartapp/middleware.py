@@ -11,9 +11,20 @@ from django.shortcuts import render
 from smartapp import security, session
 from smartapp.flow import revoke_and_delete
 from smartapp.models import Launch
-from smartapp.tokens import RefreshError, refresh_access_token
+from smartapp.tokens import LockUnavailable, RefreshError, refresh_access_token
 
 logger = logging.getLogger(__name__)
+
+
+# What the 503 says when an expired token could not be renewed, by whose failure.
+_EHR_NOT_ANSWERING = (
+    "The EHR is not answering",
+    "The EHR could not renew the app's access just now. Your launch is kept; try again in a moment.",
+)
+_UNAVAILABLE_LOCK = (
+    "Cannot renew access just now",
+    "The app cannot renew its access to the EHR just now. Your launch is kept; try again in a moment.",
+)
 
 
 class SmartHttpRequest(HttpRequest):
@@ -73,13 +84,13 @@ class LaunchContextMiddleware:
             logger.info("refresh failed for now; using the current token (ehr=%s)", launch.ehr_id)
             return None
         logger.info("refresh failed for now and the token has expired; launch kept (ehr=%s)", launch.ehr_id)
+        title, message = _UNAVAILABLE_LOCK if isinstance(exc, LockUnavailable) else _EHR_NOT_ANSWERING
         response = render(
             request,
             "smartapp/error.html",
             {
-                "title": "The EHR is not answering",
-                "message": "The EHR could not renew the app's access just now. Your launch is kept; "
-                "try again in a moment.",
+                "title": title,
+                "message": message,
                 "retry_url": request.get_full_path(),
                 "ehr": launch.ehr,
                 "kind": launch.kind,

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from smartapp import safety
+from smartapp import safety, scopes
 from smartapp.crypto import EncryptedTextField
 
 DASHBOARD_RESOURCES = ("Patient", "Encounter", "Observation", "Condition")
@@ -23,26 +23,13 @@ DEFAULT_STANDALONE_SCOPE = "launch/patient openid fhirUser online_access " + " "
 
 def validate_frame_ancestors(value: str) -> None:
     """Each entry must be a plain origin (scheme://host[:port]), so nothing can reach the CSP header."""
-    from smartapp.security import normalize_origin  # security imports this module
-
-    bad = [origin for origin in value.split() if normalize_origin(origin) is None]
+    bad = [origin for origin in value.split() if safety.normalize_origin(origin) is None]
     if bad:
         raise ValidationError(
             "Not an origin (https://host[:port]; http only for localhost): %(bad)s",
             params={"bad": ", ".join(bad[:5])},
             code="invalid_origin",
         )
-
-
-_V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
-
-
-def _v2_form(scope: str) -> str:
-    """`patient/X.read` → `patient/X.rs` (and .write, .*); other scopes unchanged."""
-    head, dot, permissions = scope.rpartition(".")
-    if dot and "/" in head and permissions in _V1_PERMISSIONS:
-        return f"{head}.{_V1_PERMISSIONS[permissions]}"
-    return scope
 
 
 def validate_issuer(value: str) -> None:
@@ -215,8 +202,8 @@ class Launch(models.Model):
         Compared in v2 form, so an EHR answering `patient/Observation.read` to a request for
         `patient/Observation.rs` is not reported as refusing it.
         """
-        granted = {_v2_form(scope) for scope in self.scope.split()}
-        return [scope for scope in self.requested_scope.split() if _v2_form(scope) not in granted]
+        granted = {scopes.v2_form(scope) for scope in self.scope.split()}
+        return [scope for scope in self.requested_scope.split() if scopes.v2_form(scope) not in granted]
 
     def expires_within(self, seconds: float) -> bool:
         """True when the access token is expired or will be within `seconds`."""

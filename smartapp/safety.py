@@ -1,4 +1,4 @@
-"""The one rule for what the app sends requests to, and the one FHIR id pattern.
+"""The one rule for what the app sends requests to, the one FHIR id pattern, and origins.
 
 Two kinds of outbound URL:
 
@@ -13,6 +13,9 @@ Two kinds of outbound URL:
   `metadata.google.internal`: `getaddrinfo` normalises them all). The transport connects to one of
   the addresses it checked, so a DNS answer that changes between check and connect (rebinding)
   gains nothing. Loopback passes only under the same DEBUG/test allowance.
+
+Besides: `normalize_origin` (the one origin rule for frame ancestors, used by the model's
+validator and the CSP) and `has_control_characters` (for values the EHR or a browser hands us).
 
 Reference: https://owasp.org/www-community/attacks/Server_Side_Request_Forgery
 """
@@ -157,3 +160,54 @@ def resolve(host: str, port: int, *, public_only: bool) -> list[tuple[int, str]]
 
 class UnresolvableHost(OSError):
     """DNS gave no address: a network failure ("could not be reached"), not a refusal."""
+
+
+# --- Origins (frame ancestors, CSP) ----------------------------------------------------------------
+
+# scheme://host[:port] and nothing else: no path, query, wildcard, quote, semicolon or space,
+# so an origin typed into the admin can never add a directive to the policy.
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://(?P<host>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def normalize_origin(value: str) -> str | None:
+    """`value` as a CSP-safe origin (lower-case scheme://host[:port]), or None if it is not one.
+
+    Plain http is accepted only for loopback hosts (the dev sandbox); an EHR in production is
+    always https.
+    """
+    candidate = value.strip().lower().rstrip("/")
+    match = _ORIGIN.fullmatch(candidate)
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    if match.group("scheme") == "http" and not is_loopback_host(match.group("host")):
+        return None
+    return candidate
+
+
+def origin_of_url(url: str) -> str | None:
+    """The CSP-safe origin of an absolute URL (e.g. an authorization endpoint), or None."""
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc or "@" in parts.netloc:
+        return None
+    return normalize_origin(f"{parts.scheme}://{parts.netloc}")
+
+
+# --- Values handed to us ---------------------------------------------------------------------------
+
+# Control characters, and lone surrogates (JSON's "\ud800" decodes to one; no database can
+# encode it).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def has_control_characters(value: str) -> bool:
+    """No SMART parameter or hint legitimately holds one, and PostgreSQL refuses NUL in text."""
+    return _CONTROL.search(value) is not None

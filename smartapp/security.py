@@ -18,12 +18,10 @@ Reference: https://developer.mozilla.org/en-US/docs/Web/Privacy/Guides/Privacy_s
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import Morsel
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
@@ -31,48 +29,13 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from smartapp import cachepolicy, safety
+from smartapp import cachepolicy
 from smartapp.models import Ehr
+from smartapp.safety import normalize_origin, origin_of_url
 
 logger = logging.getLogger(__name__)
 
 CACHE_KEY = "smartapp:csp:ehr-origins:v1"
-
-# scheme://host[:port] and nothing else: no path, query, wildcard, quote, semicolon or space,
-# so an origin typed into the admin can never add a directive to the policy.
-_ORIGIN = re.compile(
-    r"(?P<scheme>https?)://(?P<host>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-    r"|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
-)
-
-
-def normalize_origin(value: str) -> str | None:
-    """`value` as a CSP-safe origin (lower-case scheme://host[:port]), or None if it is not one.
-
-    Plain http is accepted only for loopback hosts (the dev sandbox); an EHR in production is
-    always https.
-    """
-    candidate = value.strip().lower().rstrip("/")
-    match = _ORIGIN.fullmatch(candidate)
-    if match is None:
-        return None
-    port = match.group("port")
-    if port is not None and not 0 < int(port) < 65536:
-        return None
-    if match.group("scheme") == "http" and not safety.is_loopback_host(match.group("host")):
-        return None
-    return candidate
-
-
-def origin_of_url(url: str) -> str | None:
-    """The CSP-safe origin of an absolute URL (e.g. an authorization endpoint), or None."""
-    try:
-        parts = urlsplit(url or "")
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.netloc or "@" in parts.netloc:
-        return None
-    return normalize_origin(f"{parts.scheme}://{parts.netloc}")
 
 
 @dataclass(frozen=True)

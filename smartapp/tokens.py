@@ -33,8 +33,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from smartapp import cachepolicy, oauth
+from smartapp import cachepolicy, discovery, token_endpoint
 from smartapp.models import Launch
+from smartapp.protocol import OAuthError, TokenError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ LOCK_MARGIN_SECONDS = 5  # database round trips around the token call (reload, s
 
 def lock_seconds() -> int:
     """The lock outlives the slowest refresh (deadline-derived), so it never expires under a live one."""
-    return math.ceil(oauth.longest_token_call()) + LOCK_MARGIN_SECONDS
+    return math.ceil(token_endpoint.longest_token_call()) + LOCK_MARGIN_SECONDS
 
 
 def claim_seconds() -> int:
@@ -60,7 +61,7 @@ def claim_seconds() -> int:
 
 def wait_seconds() -> float:
     """A loser waits as long as the winner's refresh may take."""
-    return oauth.longest_token_call() + 1.0
+    return token_endpoint.longest_token_call() + 1.0
 
 
 class RefreshError(Exception):
@@ -73,6 +74,13 @@ class RefreshError(Exception):
     def __init__(self, message: str, *, final: bool):
         super().__init__(message)
         self.final = final
+
+
+class LockUnavailable(RefreshError):
+    """The shared cache holding the refresh lock is down: the app, not the EHR, cannot refresh now."""
+
+    def __init__(self, message: str):
+        super().__init__(message, final=False)
 
 
 def _lock_key(launch: Launch) -> str:
@@ -122,28 +130,26 @@ def _claim(launch: Launch, owner: str) -> str:
     return key
 
 
-def _config(launch: Launch) -> oauth.SmartConfig:
+def _config(launch: Launch) -> discovery.SmartConfig:
     """Discovery happens before the lock is taken, so the lock only spans the token call."""
     try:
-        return oauth.discover(launch.ehr)
-    except oauth.OAuthError as exc:
+        return discovery.discover(launch.ehr)
+    except OAuthError as exc:
         logger.info("refresh impossible for ehr=%s: %s", launch.ehr_id, type(exc).__name__)
         raise RefreshError(str(exc), final=False) from exc
 
 
-def _do_refresh(launch: Launch, config: oauth.SmartConfig, owner: str) -> Launch:
+def _do_refresh(launch: Launch, config: discovery.SmartConfig, owner: str) -> Launch:
     """One refresh call, storing the new tokens on the launch (caller holds the lock)."""
     if not launch.refresh_token:
         raise RefreshError("no refresh token", final=True)
     claim = _claim(launch, owner)
     try:
-        result = oauth.refresh(
+        result = token_endpoint.refresh(
             launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
         )
-    except oauth.OAuthError as exc:
-        final = (
-            isinstance(exc, oauth.TokenError) and bool(exc.error) and exc.error not in TRANSIENT_OAUTH_ERRORS
-        )
+    except OAuthError as exc:
+        final = isinstance(exc, TokenError) and bool(exc.error) and exc.error not in TRANSIENT_OAUTH_ERRORS
         logger.info(
             "refresh failed for launch of ehr=%s: %s (%s)",
             launch.ehr_id,
@@ -194,7 +200,7 @@ def _refresh(launch: Launch, *, force: bool) -> Launch:
         try:
             return _refresh_locked(launch, config, force=force)
         except cachepolicy.CacheUnavailable as exc:
-            raise RefreshError("the refresh lock is unavailable", final=False) from exc
+            raise LockUnavailable("the refresh lock is unavailable") from exc
     except RefreshError as exc:
         if not exc.final:
             _remember_failure(launch)
@@ -208,7 +214,7 @@ def _busy(key: str, launch: Launch) -> bool:
     return bool(launch.refresh_token) and _holder(_claim_key(launch)) is not None
 
 
-def _refresh_locked(launch: Launch, config: oauth.SmartConfig, *, force: bool) -> Launch:
+def _refresh_locked(launch: Launch, config: discovery.SmartConfig, *, force: bool) -> Launch:
     key = _lock_key(launch)
     owner = secrets.token_hex(8)
     for _attempt in range(2):

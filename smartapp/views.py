@@ -24,7 +24,7 @@ from smartapp.flow import (
 from smartapp.flow import ehr_for_issuer as _ehr_for_issuer
 from smartapp.flow import sign_out as _sign_out
 from smartapp.models import Ehr, Launch
-from smartapp.oauth import has_control_characters
+from smartapp.safety import has_control_characters
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
 import requests
 import responses
 
@@ -224,25 +223,6 @@ def test_it_skips_the_banner_query_when_not_requested():
     )
     # the Patient read serves the flags (age and sex), not a banner
     assert sent == [f"{BASE}/Observation"] * (len(dashboard.VITAL_QUERIES) + 1) + [f"{BASE}/Patient/pat-1"]
-
-
-@pytest.mark.parametrize(
-    ("scope", "allowed"),
-    [
-        ("patient/Condition.read", True),
-        ("user/Condition.rs", True),
-        ("patient/*.rs", True),
-        ("patient/*.read", True),
-        ("patient/Condition.r", False),  # read without search
-        ("patient/Condition.c", False),
-        ("system/Condition.rs", False),
-        ("patient/Observation.rs", False),
-    ],
-)
-def test_it_checks_scopes(scope, allowed):
-    from clinical import scopes
-
-    assert scopes.check({scope}, "Condition", "search").allowed is allowed
 
 
 def test_a_problem_on_the_list_and_as_an_encounter_diagnosis_is_one_row_and_findings_come_last():

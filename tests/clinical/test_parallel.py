@@ -93,3 +93,27 @@ def test_a_saturated_pool_does_not_hold_the_page(monkeypatch):
     finally:
         release.set()
         busy.shutdown(wait=True)
+
+
+def test_a_pool_task_ends_as_a_request_does_for_its_database_connections(monkeypatch):
+    """Django's own end-of-request call, in the long-lived pool thread: no thread-name checks."""
+    closed = []
+    note = lambda: closed.append(threading.current_thread().name)  # noqa: E731
+    monkeypatch.setattr(parallel, "close_old_connections", note)
+    started = threading.Event()
+    finish = parallel.start(lambda x: started.set() or x * 2, 21)
+    assert started.wait(5)  # a pool thread took it
+    assert finish() == 42
+    assert len(closed) == 1 and closed[0].startswith(THREAD_PREFIX)
+
+
+def test_a_started_task_no_pool_thread_took_runs_in_the_caller(monkeypatch):
+    class Queued:
+        def cancel(self):
+            return True  # still queued: every pool thread busy
+
+    monkeypatch.setattr(parallel, "submit", lambda fn, *args: Queued())
+    ran_in = []
+    finish = parallel.start(lambda: ran_in.append(threading.current_thread().name) or "done")
+    assert finish() == "done"
+    assert ran_in == [threading.current_thread().name]

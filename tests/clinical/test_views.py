@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,9 @@ import requests
 import responses
 from django.urls import reverse
 
+from clinical import style
 from clinical.dashboard import VITAL_QUERIES
+from clinical.parallel import THREAD_PREFIX
 from smartapp.models import AuditEvent, Ehr, Launch
 from tests.clinical.conftest import BASE, TOKEN, load
 from tests.clinical.helpers import register_all
@@ -204,6 +207,28 @@ def test_it_applies_only_safe_style_hints(client, make_launch, own):
     assert "evil.example" not in html and "expression(" not in html
     style_call = next(c for c in responses.calls if "styles" in c.request.url)
     assert "Authorization" not in style_call.request.headers  # never the token
+
+
+@responses.activate
+def test_it_fetches_style_hints_on_the_shared_query_pool(client, make_launch, own, monkeypatch):
+    """No thread pool per request (issue 14, item 7): the style fetch runs where the queries run."""
+    item = make_launch(smart_style_url="https://ehr.example.org/styles/app.json")
+    own(item)
+    register_all(responses)
+    responses.get("https://ehr.example.org/styles/app.json", json={"color_highlight": "#0b5cad"})
+    seen = []
+    fetch = style.fetch
+
+    def recording_fetch(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return fetch(*args, **kwargs)
+
+    monkeypatch.setattr(style, "fetch", recording_fetch)
+    html = client.get(url(item)).content.decode()
+    assert "--smart-accent: #0b5cad" in html
+    assert len(seen) == 1
+    # A pool thread, or the request's own thread when every pool thread was busy: never a new pool.
+    assert seen[0].startswith(THREAD_PREFIX) or seen[0] == threading.current_thread().name
 
 
 @responses.activate

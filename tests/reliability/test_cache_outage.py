@@ -55,7 +55,10 @@ def test_it_refreshes_nothing_without_the_lock_and_says_so(client, mocked, make_
     mocked.get(WELL_KNOWN, json={"authorization_endpoint": f"{ISS}/authorize", "token_endpoint": TOKEN})
     response = client.get(_url(expired))
     assert response.status_code == 503 and response["Retry-After"]
-    assert f'href="{_url(expired)}"' in response.content.decode()
+    html = response.content.decode()
+    assert f'href="{_url(expired)}"' in html
+    # The app's cache is down, not the EHR: the page must not blame the EHR.
+    assert "Cannot renew access just now" in html and "The EHR is not answering" not in html
     assert not any(call.request.url == TOKEN for call in mocked.calls)  # no unlocked refresh
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinical import dashboard, fhir, scopes
-from smartapp import oauth
+from clinical import dashboard, fhir
+from smartapp import authorize, discovery, scopes
 from tests.reliability.conftest import ISS
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -28,8 +28,8 @@ RESOURCE_SCOPE = st.builds(lambda lv, t, p, q: f"{lv}/{t}.{p}{q}", LEVELS, TYPES
 ANY_SCOPE = st.one_of(RESOURCE_SCOPE, st.text(max_size=40), st.sampled_from(["openid", "fhirUser", "launch"]))
 
 
-def _config(*capabilities: str) -> oauth.SmartConfig:
-    return oauth.SmartConfig(
+def _config(*capabilities: str) -> discovery.SmartConfig:
+    return discovery.SmartConfig(
         issuer=ISS,
         authorization_endpoint=ISS + "/a",
         token_endpoint=ISS + "/t",
@@ -60,8 +60,8 @@ def test_it_allows_reads_and_searches_for_a_plain_v2_rs_scope(level, resource_ty
 def test_it_converts_scopes_to_v1_idempotently_without_duplicates(requested):
     raw = " ".join(s for s in requested if s.strip())
     v1_only = _config("permission-v1")
-    once = oauth.scopes_for(raw, v1_only)
-    assert oauth.scopes_for(once, v1_only) == once
+    once = authorize.scopes_for(raw, v1_only)
+    assert authorize.scopes_for(once, v1_only) == once
     tokens = once.split()
     assert len(tokens) == len(set(tokens)) <= len(raw.split())
     for token in tokens:
@@ -74,7 +74,7 @@ def test_it_converts_scopes_to_v1_idempotently_without_duplicates(requested):
 @given(st.lists(ANY_SCOPE, max_size=10))
 def test_it_keeps_v2_scopes_as_requested_apart_from_whitespace(requested):
     raw = "  ".join(requested)
-    assert oauth.scopes_for(raw, _config("permission-v2")).split() == raw.split()
+    assert authorize.scopes_for(raw, _config("permission-v2")).split() == raw.split()
 
 
 PARAM_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=80)

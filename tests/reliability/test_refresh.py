@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from smartapp import oauth, session, tokens
+from smartapp import session, token_endpoint, tokens
 from smartapp.models import Launch
 from tests.clinical.helpers import register_all
 from tests.reliability.conftest import (
@@ -70,7 +70,7 @@ OUTAGES = [
 
 @pytest.fixture(autouse=True)
 def _no_retry_pause(monkeypatch):
-    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    monkeypatch.setattr(token_endpoint, "TOKEN_RETRY_DELAY", 0)
 
 
 @pytest.mark.parametrize("mock", REFUSALS)

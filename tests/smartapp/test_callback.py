@@ -12,7 +12,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from smartapp import oauth, session
+from smartapp import authorize, session
 from smartapp.identity import stable_username
 from smartapp.models import Launch
 from tests.smartapp.conftest import ISS, ISSUER, REVOKE, TOKEN, token_body
@@ -197,7 +197,7 @@ def test_it_refuses_an_expired_state(client, smart_ehr, mocked, settings):
     assert not any(call.request.url == TOKEN for call in mocked.calls)
 
 
-@pytest.mark.parametrize("error", [*oauth.AUTHORIZATION_ERRORS, "something_new"])
+@pytest.mark.parametrize("error", [*authorize.AUTHORIZATION_ERRORS, "something_new"])
 def test_it_shows_a_friendly_page_for_authorization_errors(client, smart_ehr, mocked, error):
     params = _start(client, smart_ehr, standalone=True)
     response = client.get(

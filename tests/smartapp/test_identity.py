@@ -12,14 +12,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 
-from smartapp import oauth
+from smartapp import discovery
 from smartapp.identity import IdentityError, SmartOIDCBackend, absolute_fhir_user, stable_username
 from tests.smartapp.conftest import ISS, ISSUER, JWKS_URI, SMART_CONFIGURATION
 
 
 @pytest.fixture
-def config(ehr) -> oauth.SmartConfig:
-    return oauth.evaluate(ehr, SMART_CONFIGURATION)
+def config(ehr) -> discovery.SmartConfig:
+    return discovery.evaluate(ehr, SMART_CONFIGURATION)
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_it_accepts_es256_and_a_single_key_without_kid(jwks_mock, ehr, config, e
 
 
 def test_it_uses_the_ehr_base_as_issuer_when_discovery_names_none(jwks_mock, ehr, ehr_keys):
-    config = oauth.evaluate(ehr, {**SMART_CONFIGURATION, "issuer": None})
+    config = discovery.evaluate(ehr, {**SMART_CONFIGURATION, "issuer": None})
     assert _verify(ehr, config, ehr_keys.id_token(iss=ISS)) is not None
     with pytest.raises(IdentityError):
         _verify(ehr, config, ehr_keys.id_token(iss=ISSUER))
@@ -152,7 +152,7 @@ def test_it_refetches_the_jwks_once_for_an_unknown_kid(mocked, ehr, config, ehr_
 
 
 def test_it_refuses_when_the_ehr_publishes_no_jwks_uri(mocked, ehr, ehr_keys):
-    config = oauth.evaluate(ehr, {**SMART_CONFIGURATION, "jwks_uri": None})
+    config = discovery.evaluate(ehr, {**SMART_CONFIGURATION, "jwks_uri": None})
     with pytest.raises(IdentityError, match="jwks_uri"):
         _verify(ehr, config, ehr_keys.id_token())
 

@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.db import connections
 from django.utils import timezone
 
-from smartapp import oauth, tokens
+from smartapp import discovery, token_endpoint, tokens
 from smartapp.models import Ehr, Launch
 from tests.misbehaving import MisbehavingServer, json_reply
 from tests.smartapp.conftest import SMART_CONFIGURATION
@@ -103,7 +103,7 @@ def _refresh_in_threads(launch: Launch, starts: list[float]) -> list[object]:
 
 def test_two_refreshers_and_a_slow_token_endpoint_send_the_refresh_token_once(slow_ehr):
     endpoint, launch = slow_ehr
-    oauth.discover(launch.ehr)  # discovery cached, as on a warm instance
+    discovery.discover(launch.ehr)  # discovery cached, as on a warm instance
     results = _refresh_in_threads(launch, [0.0, 0.3])
     assert endpoint.sent == ["RT-0"]
     assert [getattr(r, "access_token", r) for r in results] == ["AT-1", "AT-1"]
@@ -113,7 +113,7 @@ def test_two_refreshers_and_a_slow_token_endpoint_send_the_refresh_token_once(sl
 
 def test_a_lock_that_expires_under_a_live_refresh_does_not_send_the_token_again(slow_ehr, monkeypatch):
     endpoint, launch = slow_ehr
-    oauth.discover(launch.ehr)
+    discovery.discover(launch.ehr)
     # A stalled holder: its lock runs out while its token call is still waiting for the EHR.
     monkeypatch.setattr(tokens, "lock_seconds", lambda: 1)
     monkeypatch.setattr(tokens, "claim_seconds", lambda: 30)
@@ -125,7 +125,7 @@ def test_a_lock_that_expires_under_a_live_refresh_does_not_send_the_token_again(
 
 def test_the_lock_outlives_the_longest_token_call(settings):
     settings.SMART_HTTP_DEADLINE = 7.5
-    assert tokens.lock_seconds() >= 2 * (7.5 + 1) + oauth.TOKEN_RETRY_DELAY
+    assert tokens.lock_seconds() >= 2 * (7.5 + 1) + token_endpoint.TOKEN_RETRY_DELAY
     assert tokens.claim_seconds() > tokens.lock_seconds() > tokens.wait_seconds()
 
 
@@ -133,14 +133,14 @@ def test_a_token_response_that_arrived_is_used_even_if_parsing_runs_past_the_dea
     slow_ehr, monkeypatch
 ):
     endpoint, launch = slow_ehr
-    oauth.discover(launch.ehr)
-    parse = oauth.parse_token_response
+    discovery.discover(launch.ehr)
+    parse = token_endpoint.parse_token_response
 
     def slow_parse(*args, **kwargs):
         time.sleep(1.0)  # 1.2 s answer + 1 s parsing > the 2 s deadline
         return parse(*args, **kwargs)
 
-    monkeypatch.setattr(oauth, "parse_token_response", slow_parse)
+    monkeypatch.setattr(token_endpoint, "parse_token_response", slow_parse)
     refreshed = tokens.refresh_access_token(Launch.objects.select_related("ehr").get(pk=launch.pk))
     assert refreshed.access_token == "AT-1" and endpoint.sent == ["RT-0"]
     assert json.dumps(endpoint.sent)

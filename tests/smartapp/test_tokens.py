@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from smartapp import oauth, session, tokens
+from smartapp import session, token_endpoint, tokens
 from smartapp.models import Launch
 from tests.smartapp.conftest import TOKEN, token_body
 
@@ -93,7 +93,7 @@ def test_it_skips_a_forced_refresh_when_another_process_just_refreshed(smart_ehr
     ],
 )
 def test_it_raises_refresh_error_on_failure(smart_ehr, mocked, caplog, monkeypatch, mock, final):
-    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    monkeypatch.setattr(token_endpoint, "TOKEN_RETRY_DELAY", 0)
     caplog.set_level(logging.DEBUG)
     launch = _launch(smart_ehr)
     mocked.add("POST", TOKEN, **mock)
@@ -115,7 +115,7 @@ def test_it_raises_refresh_error_without_a_refresh_token(smart_ehr, mocked):
 
 
 def test_it_retries_a_refresh_once_after_a_glitch(smart_ehr, mocked, monkeypatch):
-    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    monkeypatch.setattr(token_endpoint, "TOKEN_RETRY_DELAY", 0)
     mocked.add("POST", TOKEN, status=502, body="<html>bad gateway</html>")
     mocked.add("POST", TOKEN, json=token_body(access_token="AT-1", refresh_token="RT-1"))
     assert tokens.refresh_access_token(_launch(smart_ehr)).access_token == "AT-1"
@@ -138,7 +138,7 @@ def test_it_reports_a_launch_deleted_during_its_refresh_as_gone(smart_ehr, mocke
 
 def test_the_lock_outlives_the_slowest_refresh_and_waiters_wait_that_long(settings):
     settings.SMART_HTTP_CONNECT_TIMEOUT, settings.SMART_HTTP_READ_TIMEOUT = 3.05, 10.0
-    slowest = 2 * 13.05 + oauth.TOKEN_RETRY_DELAY
+    slowest = 2 * 13.05 + token_endpoint.TOKEN_RETRY_DELAY
     assert tokens.wait_seconds() > slowest
     assert tokens.lock_seconds() > tokens.wait_seconds()
 
@@ -228,7 +228,7 @@ def test_a_request_with_a_still_valid_token_does_not_wait_for_a_concurrent_refre
 def test_after_a_failed_refresh_it_does_not_ask_the_ehr_again_for_a_while(
     smart_ehr, mocked, settings, monkeypatch
 ):
-    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    monkeypatch.setattr(token_endpoint, "TOKEN_RETRY_DELAY", 0)
     settings.SMART_REFRESH_BACKOFF_SECONDS = 60
     mocked.add("POST", TOKEN, status=503, body="<html>down</html>")
     launch = _launch(smart_ehr, expires_in=-1)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from clinical import fhir, style
-from smartapp import identity, oauth, transport
+from clinical import dashboard, fhir, style
+from smartapp import discovery, identity, protocol, token_endpoint, transport
 from smartapp.models import Ehr
 from tests.misbehaving import (
     Elapsed,
@@ -114,19 +114,19 @@ def _local_ehr(server) -> Ehr:
     return Ehr(pk=1, name="Slow", iss=server.base_url + "/fhir", client_id="c", client_secret="s")
 
 
-def _config(server) -> oauth.SmartConfig:
+def _config(server) -> discovery.SmartConfig:
     document = {
         **SMART_CONFIGURATION,
         "token_endpoint": server.base_url + "/token",
         "revocation_endpoint": server.base_url + "/revoke",
         "jwks_uri": server.base_url + "/jwks",
     }
-    return oauth.evaluate(_local_ehr(server), document)
+    return discovery.evaluate(_local_ehr(server), document)
 
 
 def test_discovery_ends_at_the_deadline(trickling):
-    with Elapsed() as took, pytest.raises(oauth.TransportError, match="did not answer in time"):
-        oauth.get_json(trickling.base_url + "/fhir/.well-known/smart-configuration")
+    with Elapsed() as took, pytest.raises(protocol.TransportError, match="did not answer in time"):
+        protocol.get_json(trickling.base_url + "/fhir/.well-known/smart-configuration")
     assert took.seconds < BOUND
 
 
@@ -137,10 +137,10 @@ def test_the_jwks_fetch_ends_at_the_deadline(trickling, db):
 
 
 def test_the_token_call_ends_within_both_attempts(trickling, monkeypatch):
-    monkeypatch.setattr(oauth, "TOKEN_RETRY_DELAY", 0)
+    monkeypatch.setattr(token_endpoint, "TOKEN_RETRY_DELAY", 0)
     server = trickling
-    with Elapsed() as took, pytest.raises(oauth.TransportError, match="did not answer in time"):
-        oauth.exchange_code(
+    with Elapsed() as took, pytest.raises(protocol.TransportError, match="did not answer in time"):
+        token_endpoint.exchange_code(
             _local_ehr(server),
             _config(server),
             code="c",
@@ -149,12 +149,13 @@ def test_the_token_call_ends_within_both_attempts(trickling, monkeypatch):
             requested_scope="launch",
         )
     assert took.seconds < BOUND  # a timeout is no glitch worth a retry: one attempt
-    assert took.seconds < oauth.longest_token_call()
+    assert took.seconds < token_endpoint.longest_token_call()
 
 
 def test_revocation_ends_at_the_deadline(trickling):
     with Elapsed() as took:
-        revoked = oauth.revoke(_local_ehr(trickling), _config(trickling), token="t", hint="access_token")
+        ehr, config = _local_ehr(trickling), _config(trickling)
+        revoked = token_endpoint.revoke(ehr, config, token="t", hint="access_token")
     assert revoked is False
     assert took.seconds < BOUND
 
@@ -185,8 +186,8 @@ def test_without_debug_or_the_allowance_no_plain_http_leaves_the_app(settings, d
     settings.DEBUG = False
     settings.SMART_ALLOW_HTTP_LOOPBACK = False
     with MisbehavingServer({"/token": json_reply({})}) as server:
-        with pytest.raises(oauth.ConfigurationError, match="https"):
-            oauth._post_form(server.base_url + "/token", {"client_secret": "s"}, {})
+        with pytest.raises(protocol.ConfigurationError, match="https"):
+            protocol.post_form(server.base_url + "/token", {"client_secret": "s"}, {})
         config = _config(server)
         assert any("token_endpoint must use https" in error for error in config.errors)
         with pytest.raises(fhir.RefusedURL):
@@ -201,3 +202,15 @@ def test_debug_allows_plain_http_to_loopback(settings):
     settings.SMART_ALLOW_HTTP_LOOPBACK = False
     with MisbehavingServer({"/x": json_reply({"ok": 1})}) as server:
         assert transport.fetch("GET", server.base_url + "/x", limit=1024).json() == {"ok": 1}
+
+
+@pytest.mark.parametrize("route", [late_headers(), never_closes()], ids=["late-headers", "never-closes"])
+def test_a_fhir_timeout_is_shown_as_a_timeout_not_as_unreachable(route):
+    with MisbehavingServer({"/fhir/Observation": route}) as server:
+        client = fhir.FhirClient(server.base_url + "/fhir", "t")
+        with pytest.raises(fhir.FhirError) as raised:
+            client.search("Observation", {"patient": "pat-1"})
+    assert isinstance(raised.value, fhir.Timeout)
+    state = dashboard.error_state(raised.value, "vital signs")
+    assert state.message == "The EHR did not send vital signs in time."
+    assert "reached" not in state.message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import responses
 
-from smartapp import oauth, transport
+from smartapp import protocol, transport
 
 
 def test_it_reuses_one_session_per_origin():
@@ -23,6 +23,6 @@ def test_it_refuses_cookies_from_the_ehr():
         status=400,
         headers={"Set-Cookie": "ehr_session=abc; Path=/"},
     )
-    oauth._post_form("https://ehr.example.org/token", {"grant_type": "x"}, {})
+    protocol.post_form("https://ehr.example.org/token", {"grant_type": "x"}, {})
     assert len(transport.session_for("https://ehr.example.org/token").cookies) == 0
     assert "Cookie" not in responses.calls[0].request.headers
