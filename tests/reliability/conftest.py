@@ -35,6 +35,9 @@ CODE = "code-canary-91d0"
 CLIENT_SECRET = "test-secret"  # the shared `ehr` fixture's secret
 CANARIES = (ACCESS, REFRESH, CODE, CLIENT_SECRET)
 BEARER = re.compile(r"(?i)\b(bearer|basic) (?!token\b)[A-Za-z0-9._~+/=-]{8,}")
+# A JWT: a base64url JSON header ("eyJ…"), a dot, more base64url. A random launch handle may
+# contain "eyJ" by chance (1 in ~10,000 handles), which the bare substring check took for a leak.
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 FHIR_READ_TIMEOUT = "1.0"  # seconds, for the e2e app: a `slow_ms` fault of 2500 is a timeout
 REFRESH_BACKOFF = 1  # seconds; short, so a test can outwait it
 
@@ -46,7 +49,7 @@ def assert_no_secrets(*texts: str, extra: Iterable[str] = ()) -> None:
         if secret:
             assert secret not in joined, f"secret leaked: {secret[:6]}…"
     assert not BEARER.search(joined), "a bearer credential leaked"
-    assert "eyJ" not in joined  # a JWT (id_token, client assertion)
+    assert not JWT.search(joined), "a JWT leaked"  # an id_token, a client assertion
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +111,7 @@ class LeakWatch:
         for secret in self.secrets:
             assert secret not in joined, f"secret leaked: {secret[:4]}…"
         assert not BEARER.search(joined), "a bearer credential leaked"
-        assert "eyJ" not in joined
+        assert not JWT.search(joined), "a JWT leaked"
 
 
 @pytest.fixture
