@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 
-from smartapp import cachepolicy, crypto, discovery, keys, protocol, safety, token_response, transport
+from smartapp import (
+    cachepolicy,
+    client_auth,
+    crypto,
+    discovery,
+    keys,
+    protocol,
+    safety,
+    token_response,
+    transport,
+)
 from smartapp.models import BackendRegistration
 
 logger = logging.getLogger(__name__)
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_LIFETIME = 240  # seconds; the IG caps exp at 5 minutes, leave room for clock skew
 EXPIRY_SKEW = 30  # a cached token is dropped this many seconds before the EHR's expiry
 MIN_CACHE_SECONDS = 5
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
@@ -61,22 +69,11 @@ def token_endpoint(reg: BackendRegistration) -> str:
 
 
 def client_assertion(reg: BackendRegistration, audience: str) -> str:
-    """A one-use client assertion: iss = sub = client id, aud = token URL, unique jti, exp ≤ 5 min."""
-    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/client-confidential-asymmetric.html#authenticating-to-the-token-endpoint
+    """A one-use client assertion for the backend registration (the same rules as a launch's)."""
     try:
-        key = keys.signing_key([reg.alg])
+        return client_auth.signed_assertion(reg.client_id, audience, [reg.alg])
     except keys.KeyConfigurationError as exc:
         raise BackendError(f"The app has no {reg.alg} signing key: {exc}") from exc
-    now = int(time.time())
-    claims = {
-        "iss": reg.client_id,
-        "sub": reg.client_id,
-        "aud": audience,
-        "iat": now,
-        "exp": now + ASSERTION_LIFETIME,
-        "jti": secrets.token_urlsafe(32),
-    }
-    return key.sign(claims)  # header: alg, kid, typ=JWT
 
 
 def _cache_key(reg: BackendRegistration, endpoint: str) -> str:

@@ -25,24 +25,32 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 240  # seconds; the IG caps exp at 5 minutes, leave room for clock skew
 
 
-def client_assertion(ehr: Ehr, token_endpoint: str, allowed_algs: list[str] | None = None) -> str:
-    """A private_key_jwt client assertion (RS384 or ES384) for one token-endpoint call."""
-    # Reference: https://build.fhir.org/ig/HL7/smart-app-launch/client-confidential-asymmetric.html#authenticating-to-the-token-endpoint
-    try:
-        key = keys.signing_key(allowed_algs)
-    except keys.KeyConfigurationError as exc:
-        logger.error("private_key_jwt unusable for ehr=%s: %s", ehr.pk, exc)
-        raise ConfigurationError("The app's signing keys are not configured for this EHR.") from exc
+def signed_assertion(client_id: str, audience: str, allowed_algs: list[str] | None = None) -> str:
+    """A one-use client assertion: iss = sub = client id, aud = the token URL, a unique jti,
+    exp within 5 minutes; the header carries alg, kid and typ. Raises KeyConfigurationError.
+
+    Reference: https://build.fhir.org/ig/HL7/smart-app-launch/client-confidential-asymmetric.html
+    """
+    key = keys.signing_key(allowed_algs)
     now = int(time.time())
     claims = {
-        "iss": ehr.client_id,
-        "sub": ehr.client_id,
-        "aud": token_endpoint,
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
         "iat": now,
         "exp": now + ASSERTION_LIFETIME,
         "jti": secrets.token_urlsafe(32),
     }
     return key.sign(claims)
+
+
+def client_assertion(ehr: Ehr, token_endpoint: str, allowed_algs: list[str] | None = None) -> str:
+    """A private_key_jwt client assertion (RS384 or ES384) for one token-endpoint call."""
+    try:
+        return signed_assertion(ehr.client_id, token_endpoint, allowed_algs)
+    except keys.KeyConfigurationError as exc:
+        logger.error("private_key_jwt unusable for ehr=%s: %s", ehr.pk, exc)
+        raise ConfigurationError("The app's signing keys are not configured for this EHR.") from exc
 
 
 def client_auth(ehr: Ehr, config: SmartConfig, endpoint: str) -> tuple[dict[str, str], dict[str, str]]:
