@@ -17,6 +17,7 @@ class SyncRun(models.Model):
 
     ehr = models.ForeignKey(Ehr, on_delete=models.CASCADE, related_name="sync_runs")
     group_id = models.CharField(max_length=64, blank=True, default="", help_text="Blank: every patient.")
+    group_name = models.CharField(max_length=200, blank=True, default="", help_text="The Group's own name.")
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)

@@ -31,6 +31,7 @@ def sync(
     run = SyncRun.objects.create(ehr=registration.ehr, group_id=registration.group_id, since=since)
     summarizer = Summarizer()
     export = bulk.BulkExport(registration, deadline=deadline, on_progress=on_progress)
+    run.group_name = export.group_name()
     try:
         manifest = export.run(summarizer.add, since=since)
         run.resources = export.progress.resources

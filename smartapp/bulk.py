@@ -186,6 +186,23 @@ class BulkExport:
             return reply
         return reply
 
+    def group_name(self) -> str:
+        """The group's own name ("Hypertension clinic") for the staff page; best effort: "" when
+        there is no group, or the EHR does not let this client read it."""
+        if not self.reg.group_id:
+            return ""
+        try:
+            url = f"{self.base}/Group/{self.reg.group_id}"
+            reply = self._call("GET", url, accept="application/fhir+json")
+        except ExportError:
+            return ""
+        try:
+            body = json.loads(reply.body) if reply.status_code == 200 else {}
+        except ValueError:
+            return ""
+        name = body.get("name") if isinstance(body, dict) else None
+        return name.strip()[:200] if isinstance(name, str) else ""
+
     # --- the protocol -----------------------------------------------------------------------
 
     def kickoff(self, types: tuple[str, ...] = DEFAULT_TYPES, since: str = "") -> str:

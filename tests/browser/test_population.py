@@ -65,8 +65,8 @@ def test_staff_filter_sort_and_open_a_patient(recorder, stack, synced):
     page = recorder.new_page()
     page.set_viewport_size({"width": 1280, "height": 900})
     _login(page, stack, synced, "/population/")
-    page.get_by_role("link", name="grp-htn").click()
-    expect(page.get_by_role("heading", name="Sandbox EHR: grp-htn")).to_be_visible()
+    page.get_by_role("link", name="Hypertension clinic").click()
+    expect(page.get_by_role("heading", name="Sandbox EHR: Hypertension clinic (grp-htn)")).to_be_visible()
     everyone = _patient_ids(page)
     assert {"pat-garcia", "pat-ehrstyle", "pat-synthea"} <= set(everyone)
     assert "pat-chen" not in everyone
@@ -105,8 +105,8 @@ def test_the_population_page_is_accessible(recorder, stack, synced):
 
     page = recorder.new_page()
     _login(page, stack, synced, "/population/")
-    page.get_by_role("link", name="grp-htn").click()
-    expect(page.get_by_role("heading", name="Sandbox EHR: grp-htn")).to_be_visible()
+    page.get_by_role("link", name="Hypertension clinic").click()
+    expect(page.get_by_role("heading", name="Sandbox EHR: Hypertension clinic (grp-htn)")).to_be_visible()
     findings: dict = {}
     _axe(page, AXE.read_text(), "population", findings)
     _keyboard(page, "population")

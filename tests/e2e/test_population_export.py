@@ -66,6 +66,7 @@ def _faults(sandbox, **faults):
 def test_a_group_sync_fills_the_summary(registration):
     run = sync(registration)
     assert run.status == SyncRun.Status.SUCCEEDED, run.errors
+    assert run.group_name == "Hypertension clinic"  # the Group's own name, for the staff page
     rows = {row.patient_id: row for row in PatientSummary.objects.filter(ehr=registration.ehr)}
     assert {"pat-garcia", "pat-miller", "pat-brooks", "pat-synthea", "pat-ehrstyle"} <= set(rows)
     assert "pat-chen" not in rows
