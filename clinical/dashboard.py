@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -162,7 +163,7 @@ class Dashboard:
     accesses: tuple[fhir.Access, ...] = ()
     person: Person = field(default_factory=Person)
 
-    @property
+    @cached_property  # read twice by the template (recent, older)
     def attention(self) -> tuple[list[Measure], list[Measure]]:
         """The abnormal-results strip (recent, older): a summary of the panels below, which keep
         their order."""
