@@ -1,9 +1,9 @@
 """Framing and cookies for an app that EHRs embed cross-site: CSP, frame-ancestors, CHIPS.
 
-- Every response gets a Content-Security-Policy. The launch, logout and dashboard views may be
-  framed by the enabled EHRs' registered origins (`frame-ancestors`, replacing X-Frame-Options
-  there; SMART_FRAMEABLE_VIEWS); everything else (admin, JWKS, probes) is
-  `frame-ancestors 'none'` + `X-Frame-Options: DENY`.
+- Every response gets a Content-Security-Policy (django-csp, settings.CONTENT_SECURITY_POLICY).
+  The launch, logout and dashboard views may be framed by the enabled EHRs' registered origins
+  (`frame-ancestors`, replacing X-Frame-Options there; SMART_FRAMEABLE_VIEWS); everything else
+  (admin, JWKS, probes) is `frame-ancestors 'none'` + `X-Frame-Options: DENY`.
 - The session and CSRF cookies get the `Partitioned` attribute (CHIPS), so browsers that block
   third-party cookies still keep them inside the EHR's iframe, in a per-EHR partition.
 
@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from http.cookies import Morsel
 
+from csp.constants import HEADER as CSP_HEADER
+from csp.constants import NONE, SELF
+from csp.middleware import CSPMiddleware, PolicyParts
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -137,34 +140,19 @@ def note_refused_framing(request: HttpRequest, ehr: Ehr, by_parent: bool = False
 
 
 # --- Content-Security-Policy --------------------------------------------------------------------
-# style-src-attr 'unsafe-inline': the dashboard sets sanitised CSS custom properties (EHR style
-# hints) in style attributes. Attribute styles cannot load script or use selectors, so this does
-# not reopen the CSS-exfiltration or script vectors that style-src 'self' closes.
-_BASE_POLICY = (
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "style-src-attr 'unsafe-inline'",
-    "img-src 'self' data:",
-    "font-src 'self'",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-)
+# django-csp builds and sets the header from settings.CONTENT_SECURITY_POLICY (the strict base
+# policy: form-action 'self', frame-ancestors 'none'). What it cannot know is which views the
+# enabled EHRs may frame, and their origins: that is this subclass, through its documented hook.
 
 
-def build_policy(frameable: bool, origins: EhrOrigins | None = None) -> str:
-    """The CSP header value for a frameable (launch/dashboard) or a non-frameable page."""
-    directives = list(_BASE_POLICY)
-    if frameable and origins is not None:
+def framing_directives(origins: EhrOrigins) -> dict[str, list[str]]:
+    """What a frameable (launch/dashboard) page's policy replaces in the base policy."""
+    return {
         # Chrome applies form-action to redirects after a form submission too, so a launch form
         # that redirects to an EHR's authorize endpoint needs that origin here.
-        directives.append(" ".join(("form-action", "'self'", *origins.authorize)))
-        directives.append("frame-ancestors " + (" ".join(origins.frame_ancestors) or "'none'"))
-    else:
-        directives.append("form-action 'self'")
-        directives.append("frame-ancestors 'none'")
-    return "; ".join(directives)
+        "form-action": [SELF, *origins.authorize],
+        "frame-ancestors": list(origins.frame_ancestors) or [NONE],
+    }
 
 
 def _view_names(request: HttpRequest) -> tuple[str, str, str] | None:
@@ -184,34 +172,41 @@ def _is_frameable(namespace: str, view_name: str) -> bool:
     return False
 
 
-class ContentSecurityPolicyMiddleware:
-    """Add the CSP; allow framing of launch/dashboard views by the enabled EHRs only.
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware; launch/dashboard views may be framed by the enabled EHRs only.
 
     Must sit above XFrameOptionsMiddleware: it removes X-Frame-Options from frameable pages
     (frame-ancestors replaces it) and forces DENY everywhere else. A view that sets its own
-    Content-Security-Policy keeps it.
+    Content-Security-Policy keeps it; views of SMART_CSP_EXEMPT_APPS get no policy at all.
     """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         names = _view_names(request)
-        frameable = False
+        origins = None
         if names is not None:
             namespace, view_name, package = names
             if package in settings.SMART_CSP_EXEMPT_APPS or namespace in settings.SMART_CSP_EXEMPT_APPS:
                 return response
-            frameable = _is_frameable(namespace, view_name)
-        origins = ehr_origins() if frameable else None
-        if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = build_policy(frameable, origins)
-        if frameable and origins is not None and origins.frame_ancestors:
+            if _is_frameable(namespace, view_name):
+                origins = ehr_origins()
+        request.smart_ehr_origins = origins  # read by get_policy_parts, below
+        response = super().process_response(request, response)
+        # Without a policy (django-csp sends none on DEBUG's 404/500 pages) DENY stays.
+        if origins is not None and origins.frame_ancestors and CSP_HEADER in response:
             del response["X-Frame-Options"]
         else:
             response["X-Frame-Options"] = "DENY"
         return response
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponse, report_only: bool = False
+    ) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        origins = getattr(request, "smart_ehr_origins", None)
+        if origins is not None and not report_only:
+            # A view's own @csp_replace still wins over the framing rule.
+            parts.replace = {**framing_directives(origins), **(parts.replace or {})}
+        return parts
 
 
 # --- Partitioned cookies (CHIPS) -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "mozilla_django_oidc",
+    "csp",  # django-csp's system checks; the middleware is smartapp.security's subclass
     "smartapp",
     "clinical",
     "population",
@@ -198,8 +200,28 @@ if env.bool("SECURE_PROXY_SSL_HEADER", default=not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
-# Content-Security-Policy (smartapp.security). Only these views may be framed, and only by the
-# enabled EHRs' registered origins; everything else gets frame-ancestors 'none' + XFO DENY.
+# Content-Security-Policy: django-csp sends this policy on every response; smartapp.security
+# replaces form-action and frame-ancestors on the views below with the enabled EHRs' origins.
+# style-src-attr 'unsafe-inline': the dashboard sets sanitised CSS custom properties (EHR style
+# hints) in style attributes. Attribute styles cannot load script or use selectors, so this does
+# not reopen the CSS-exfiltration or script vectors that style-src 'self' closes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Only these views may be framed, and only by the enabled EHRs' registered origins; everything
+# else gets frame-ancestors 'none' + XFO DENY.
 SMART_FRAMEABLE_VIEWS = [
     "smartapp:home",
     "smartapp:launch",

@@ -87,6 +87,34 @@ def test_it_sets_a_strict_policy_everywhere(client):
         assert directives["img-src"] == "'self' data:"
 
 
+BASE_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "style-src-attr": "'unsafe-inline'",
+    "img-src": "'self' data:",
+    "font-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+}
+
+
+@pytest.mark.django_db
+def test_it_sends_exactly_these_directives(client):
+    _make_ehr("epic", "https://epic.example.org", authorize_url_override="https://login.epic.example.org/a")
+    assert _directives(client.get(reverse("smartapp:launch"))) == {
+        **BASE_POLICY,
+        "form-action": "'self' https://login.epic.example.org",
+        "frame-ancestors": "https://epic.example.org",
+    }
+    assert _directives(client.get("/admin/login/")) == {
+        **BASE_POLICY,
+        "form-action": "'self'",
+        "frame-ancestors": "'none'",
+    }
+
+
 @pytest.mark.django_db
 def test_it_allows_forms_to_redirect_to_enabled_ehrs_authorize_endpoints(client):
     _make_ehr("epic", "", authorize_url_override="https://login.epic.example.org/oauth2/authorize")
