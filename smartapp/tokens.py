@@ -31,6 +31,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from smartapp import cachepolicy, discovery, token_endpoint
@@ -46,7 +47,9 @@ POLL_SECONDS = 0.05
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 
 
-LOCK_MARGIN_SECONDS = 5  # database round trips around the token call (reload, store)
+STORE_ATTEMPTS = (0.25, 0.5, 1.0, 2.0)  # seconds between tries: a database restart takes seconds
+# Database round trips around the token call (reload, store), and the store's retries.
+LOCK_MARGIN_SECONDS = 5 + math.ceil(sum(STORE_ATTEMPTS))
 
 
 def lock_seconds() -> int:
@@ -149,6 +152,9 @@ def _do_refresh(launch: Launch, config: discovery.SmartConfig, owner: str) -> La
             launch.ehr, config, refresh_token=launch.refresh_token, granted_scope=launch.scope
         )
     except OAuthError as exc:
+        # The call is over without new tokens: a later refresh may send this token again; a
+        # concurrent one could not.
+        cachepolicy.delete(cachepolicy.REFRESH_LOCK, claim)
         final = isinstance(exc, TokenError) and bool(exc.error) and exc.error not in TRANSIENT_OAUTH_ERRORS
         logger.info(
             "refresh failed for launch of ehr=%s: %s (%s)",
@@ -157,10 +163,9 @@ def _do_refresh(launch: Launch, config: discovery.SmartConfig, owner: str) -> La
             "final" if final else "transient",
         )
         raise RefreshError(str(exc), final=final) from exc
-    finally:
-        # The call is over (an answer, or none within the deadline): a later refresh may send
-        # this token again; a concurrent one could not.
+    except BaseException:
         cachepolicy.delete(cachepolicy.REFRESH_LOCK, claim)
+        raise
     if result.patient and launch.patient_id and result.patient != launch.patient_id:
         # Never the wrong patient: a refresh may not switch the launch's patient.
         logger.warning("refresh for ehr=%s returned a different patient; launch dropped", launch.ehr_id)
@@ -171,12 +176,35 @@ def _do_refresh(launch: Launch, config: discovery.SmartConfig, owner: str) -> La
     launch.expires_at = timezone.now() + timedelta(seconds=result.expires_in)
     launch.scope = result.scope or launch.scope
     launch.refreshed_at = timezone.now()
-    fields = ("access_token", "refresh_token", "expires_at", "scope", "refreshed_at")
-    # update(), not save(update_fields): a launch deleted meanwhile (sign-out in another tab) is
-    # then a clean "gone", not a DatabaseError.
-    if not Launch.objects.filter(pk=launch.pk).update(**{name: getattr(launch, name) for name in fields}):
-        raise RefreshError("the launch is gone", final=True)
+    _store(launch)
+    # Stored: the token the claim guarded is spent (rotated) or still ours; either way it is done.
+    cachepolicy.delete(cachepolicy.REFRESH_LOCK, claim)
     return launch
+
+
+def _store(launch: Launch) -> None:
+    """Save the new tokens, retrying through a short database outage.
+
+    The EHR has already answered: with a rotating grant the old refresh token is spent, so losing
+    this write would lose the launch. Until it is stored, the claim on the old token stays (it
+    expires on its own), so no other request sends that spent token again.
+    """
+    fields = ("access_token", "refresh_token", "expires_at", "scope", "refreshed_at")
+    values = {name: getattr(launch, name) for name in fields}
+    for pause in (*STORE_ATTEMPTS, None):
+        try:
+            # update(), not save(update_fields): a launch deleted meanwhile (sign-out in another
+            # tab) is then a clean "gone", not a DatabaseError.
+            if not Launch.objects.filter(pk=launch.pk).update(**values):
+                raise RefreshError("the launch is gone", final=True)
+            return
+        except DatabaseError as exc:
+            if pause is None:
+                reason = type(exc).__name__
+                logger.error("new tokens for ehr=%s could not be stored: %s", launch.ehr_id, reason)
+                raise RefreshError("the new tokens could not be stored", final=False) from exc
+            close_old_connections()  # a broken connection is replaced on the next try
+            time.sleep(pause)
 
 
 # The lock fails closed (cachepolicy.REFRESH_LOCK): without it a refresh could run twice and send

@@ -129,9 +129,7 @@ def test_the_lock_outlives_the_longest_token_call(settings):
     assert tokens.claim_seconds() > tokens.lock_seconds() > tokens.wait_seconds()
 
 
-def test_a_token_response_that_arrived_is_used_even_if_parsing_runs_past_the_deadline(
-    slow_ehr, monkeypatch
-):
+def test_a_token_response_that_arrived_is_used_even_if_parsing_runs_past_the_deadline(slow_ehr, monkeypatch):
     endpoint, launch = slow_ehr
     discovery.discover(launch.ehr)
     parse = token_endpoint.parse_token_response
@@ -144,3 +142,56 @@ def test_a_token_response_that_arrived_is_used_even_if_parsing_runs_past_the_dea
     refreshed = tokens.refresh_access_token(Launch.objects.select_related("ehr").get(pk=launch.pk))
     assert refreshed.access_token == "AT-1" and endpoint.sent == ["RT-0"]
     assert json.dumps(endpoint.sent)
+
+
+class _FlakyUpdates:
+    """Launch updates fail `failures` times (a database restarting), then go through."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.real = Launch.objects.filter
+
+    def __call__(self, *args, **kwargs):
+        queryset = self.real(*args, **kwargs)
+        flaky = self
+
+        class Query:
+            def update(self, **values):
+                if flaky.failures > 0:
+                    flaky.failures -= 1
+                    from django.db import OperationalError
+
+                    raise OperationalError("the database system is shutting down")
+                return queryset.update(**values)
+
+        return Query()
+
+
+def test_new_tokens_are_stored_through_a_short_database_outage(slow_ehr, monkeypatch):
+    endpoint, launch = slow_ehr
+    discovery.discover(launch.ehr)
+    monkeypatch.setattr(tokens, "STORE_ATTEMPTS", (0.05, 0.05, 0.05, 0.05))
+    monkeypatch.setattr(Launch.objects, "filter", _FlakyUpdates(failures=2))
+    refreshed = tokens.refresh_access_token(launch)
+    monkeypatch.undo()
+    assert refreshed.access_token == "AT-1" and endpoint.sent == ["RT-0"]
+    stored = Launch.objects.get(pk=launch.pk)
+    assert (stored.access_token, stored.refresh_token) == ("AT-1", "RT-1")
+
+
+def test_a_spent_refresh_token_is_never_sent_again_when_its_successor_could_not_be_stored(
+    slow_ehr, monkeypatch
+):
+    endpoint, launch = slow_ehr
+    discovery.discover(launch.ehr)
+    monkeypatch.setattr(tokens, "STORE_ATTEMPTS", (0.05,))
+    monkeypatch.setattr(Launch.objects, "filter", _FlakyUpdates(failures=10))
+    with pytest.raises(tokens.RefreshError) as failed:
+        tokens.refresh_access_token(launch)
+    monkeypatch.undo()
+    assert not failed.value.final  # kept: the app says "try again", the launch is not ended
+    cache.delete(tokens._failure_key(launch))  # past the backoff, as a later request would be
+    again = Launch.objects.select_related("ehr").get(pk=launch.pk)
+    with pytest.raises(tokens.RefreshError):
+        tokens.refresh_access_token(again)  # the claim on RT-0 still holds: not sent twice
+    assert endpoint.sent == ["RT-0"]
