@@ -641,7 +641,11 @@ def build_dashboard(
     outcome: dict[str, Any] = {}
 
     # One look at the server's CapabilityStatement per process and hour (clinical/capabilities.py).
-    lastn = bool({"vitals", "labs"} & set(panels)) and capabilities.supports_lastn(client)
+    lastn = (
+        settings.FHIR_USE_LASTN
+        and bool({"vitals", "labs"} & set(panels))
+        and capabilities.supports_lastn(client)
+    )
     for query in plan_queries(patient_id, encounter_id, panels, lastn=lastn):
         rtype = query.resource_type
         if query.resource_id:

@@ -293,6 +293,9 @@ FHIR_MAX_ENTRIES = env.int("FHIR_MAX_ENTRIES", default=1000)
 FHIR_MAX_WORKERS = env.int("FHIR_MAX_WORKERS", default=8)
 # Readings fetched per vital-sign measure (one page each): the latest, the previous, the chart.
 FHIR_MEASURE_COUNT = env.int("FHIR_MEASURE_COUNT", default=100)
+# Use Observation/$lastn where the server's CapabilityStatement offers it (False: per-measure
+# searches everywhere, e.g. for a server whose $lastn misbehaves).
+FHIR_USE_LASTN = env.bool("FHIR_USE_LASTN", default=True)
 # Results per lab test where the server offers Observation/$lastn (each test's history).
 FHIR_LAB_HISTORY = env.int("FHIR_LAB_HISTORY", default=20)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
