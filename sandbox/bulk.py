@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import Q
 
-from sandbox import synthetic
+from sandbox import codes, synthetic
 from sandbox.store import Resource
 
 EXPORT_TYPES = ("Patient", "Encounter", "Observation", "Condition")
@@ -172,7 +172,7 @@ def population_rows(n: int, seed: int, anchor: datetime) -> list[dict]:
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
     stamp = synthetic.iso(anchor)
     rows = []
-    loinc, snomed = synthetic.LOINC, synthetic.SNOMED
+    loinc, snomed = codes.LOINC, codes.SNOMED
     for i in range(n):
         pid = f"{POPULATION_PREFIX}{i:05d}"
         subject = {"reference": f"Patient/{pid}"}
@@ -193,7 +193,7 @@ def population_rows(n: int, seed: int, anchor: datetime) -> list[dict]:
                 "resourceType": "Encounter",
                 "id": enc,
                 "status": "finished",
-                "class": {"system": synthetic.ACT, "code": "AMB"},
+                "class": {"system": codes.ACT, "code": "AMB"},
                 "subject": subject,
                 "period": {"start": synthetic.iso(seen), "end": synthetic.iso(seen + timedelta(minutes=30))},
             }
@@ -205,7 +205,7 @@ def population_rows(n: int, seed: int, anchor: datetime) -> list[dict]:
                     "resourceType": "Observation",
                     "id": f"{pid}-bp{k}",
                     "status": "final",
-                    "category": [{"coding": [{"system": synthetic.OBS_CAT, "code": "vital-signs"}]}],
+                    "category": [{"coding": [{"system": codes.OBS_CAT, "code": "vital-signs"}]}],
                     "code": {"coding": [{"system": loinc, "code": "85354-9"}], "text": "Blood pressure"},
                     "subject": subject,
                     "effectiveDateTime": synthetic.iso(when),
@@ -226,7 +226,7 @@ def population_rows(n: int, seed: int, anchor: datetime) -> list[dict]:
                 "resourceType": "Observation",
                 "id": f"{pid}-a1c",
                 "status": "final",
-                "category": [{"coding": [{"system": synthetic.OBS_CAT, "code": "laboratory"}]}],
+                "category": [{"coding": [{"system": codes.OBS_CAT, "code": "laboratory"}]}],
                 "code": {"coding": [{"system": loinc, "code": "4548-4"}], "text": "HbA1c"},
                 "subject": subject,
                 "effectiveDateTime": synthetic.iso(anchor - timedelta(days=rng.randint(10, 500))),
@@ -238,7 +238,7 @@ def population_rows(n: int, seed: int, anchor: datetime) -> list[dict]:
                 {
                     "resourceType": "Condition",
                     "id": f"{pid}-{code}",
-                    "clinicalStatus": {"coding": [{"system": synthetic.COND_CLIN, "code": "active"}]},
+                    "clinicalStatus": {"coding": [{"system": codes.COND_CLIN, "code": "active"}]},
                     "code": {"coding": [{"system": snomed, "code": code}], "text": text},
                     "subject": subject,
                 }

@@ -21,18 +21,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-UCUM = "http://unitsofmeasure.org"
-OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
-INTERP = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+from sandbox.codes import ACT, COND_CAT, COND_CLIN, COND_VER, ICD10, INTERP, LOINC, MRN, OBS_CAT, SNOMED, UCUM
+
 GENDER = "http://terminology.hl7.org/CodeSystem/v3-AdministrativeGender"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
-COND_CLIN = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-COND_VER = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-COND_CAT = "http://terminology.hl7.org/CodeSystem/condition-category"
 US_CORE_CAT = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
 ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
@@ -42,7 +34,6 @@ EPIC_FLOWSHEET = "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679"
 EPIC_ENC_TYPE = "urn:oid:1.2.840.114350.1.13.0.1.7.10.698084.30"
 EPIC_MRN = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"
 CERNER_CODESET_72 = "https://fhir.cerner.com/ec2458f2-1e24-41c8-b71b-0e701af7583d/codeSet/72"
-MRN = "urn:oid:2.16.840.1.113883.19.5"
 
 
 def _coding(system: str, code: str, display: str | None = None) -> dict:

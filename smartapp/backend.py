@@ -23,7 +23,6 @@ from smartapp import (
     protocol,
     safety,
     token_response,
-    transport,
 )
 from smartapp.models import BackendRegistration
 
@@ -32,7 +31,6 @@ logger = logging.getLogger(__name__)
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EXPIRY_SKEW = 30  # a cached token is dropped this many seconds before the EHR's expiry
 MIN_CACHE_SECONDS = 5
-MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 
 
 class BackendError(Exception):
@@ -89,28 +87,16 @@ def _request_token(reg: BackendRegistration, endpoint: str) -> BackendToken:
         "client_assertion": client_assertion(reg, endpoint),
     }
     try:
-        reply = transport.fetch(
-            "POST",
-            endpoint,
-            data=form,
-            headers={"Accept": "application/json"},
-            limit=MAX_TOKEN_RESPONSE_BYTES,
-        )
-    except transport.RefusedURL as exc:
-        raise BackendError(f"The app does not send credentials to this address: {exc}") from exc
-    except transport.Timeout as exc:
-        raise BackendError("The EHR's token service did not answer in time.") from exc
-    except transport.TooLarge as exc:
-        raise BackendError("The EHR's token service answered with an implausibly large response.") from exc
-    except transport.OutboundError as exc:
-        raise BackendError("The EHR's token service could not be reached.") from exc
+        # The one token-endpoint call (size cap, total deadline, answer parsed after the call).
+        answer = protocol.post_form(endpoint, form, {})
+    except protocol.OAuthError as exc:  # refused address, timeout, unreachable, too large
+        raise BackendError(str(exc)) from exc
     try:
-        answer = protocol.FormReply(reply.status_code, reply.body)
         parsed = token_response.parse_token_response(answer, form["scope"])
     except protocol.OAuthError as exc:
         detail = getattr(exc, "error", "")
-        logger.warning("backend token refused for ehr=%s: HTTP %s %s", reg.ehr_id, reply.status_code, detail)
-        raise BackendError(f"{exc} (HTTP {reply.status_code})") from exc
+        logger.warning("backend token refused for ehr=%s: HTTP %s %s", reg.ehr_id, answer.status_code, detail)
+        raise BackendError(f"{exc} (HTTP {answer.status_code})") from exc
     return BackendToken(parsed.access_token, time.time() + parsed.expires_in, parsed.scope, endpoint)
 
 
