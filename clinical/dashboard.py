@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clinical import capabilities, display, fhir
+from clinical.labs import build_labs, lab_groups
 from clinical.parallel import run_parallel
 from clinical.readings import (
     LOINC,
@@ -26,17 +27,15 @@ from clinical.readings import (
     Person,
     When,
     abnormal,
-    build_labs,
-    build_vitals,
     codes_of,
     concept_full,
     concept_text,
     format_decimal,
-    lab_groups,
     not_judged,
     observation_effective,
     reference_id,
 )
+from clinical.vitals import build_vitals
 from smartapp import scopes
 
 logger = logging.getLogger(__name__)

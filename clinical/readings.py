@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,7 +21,7 @@ from clinical import display
 LOINC = "http://loinc.org"
 DASH = "\u2013"  # en dash, for ranges and missing BP parts
 CHART_MAX_POINTS = 200
-_EXCLUDED_STATUSES = {"entered-in-error", "cancelled"}
+EXCLUDED_STATUSES = {"entered-in-error", "cancelled"}
 
 
 # --- Small value types -----------------------------------------------------------------------
@@ -259,12 +259,12 @@ def observation_when(obs: Any) -> When | None:
     return observation_effective(obs) or When.parse(obs.issued)
 
 
-def _status_note(obs: Any) -> str:
+def status_note(obs: Any) -> str:
     status = obs.status or ""
     return "" if status == "final" else status
 
 
-def _in_encounter(obs: Any, encounter_id: str) -> bool:
+def in_encounter(obs: Any, encounter_id: str) -> bool:
     return bool(encounter_id) and reference_id(obs.encounter, "Encounter") == encounter_id
 
 
@@ -272,7 +272,7 @@ def _in_encounter(obs: Any, encounter_id: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _Value:
+class Value:
     text: str
     unit: str  # human unit
     number: Decimal | None  # displayed value (measure unit)
@@ -284,7 +284,7 @@ class _Value:
     converted_from: str = ""
 
 
-def _quantity_value(quantity: Any, measure: display.MeasureDef | None, age: float | None) -> _Value | None:
+def _quantity_value(quantity: Any, measure: display.MeasureDef | None, age: float | None) -> Value | None:
     raw = to_decimal(quantity.value)
     if raw is None:
         return None
@@ -300,12 +300,12 @@ def _quantity_value(quantity: Any, measure: display.MeasureDef | None, age: floa
     unit = display.human_unit(code) if converted_from else quantity_unit(quantity)
     if not converted_from and shown.exact == shown.text:
         exact = ""
-    return _Value(shown.text, unit, shown.value, raw, exact, code, comparator, False, converted_from)
+    return Value(shown.text, unit, shown.value, raw, exact, code, comparator, False, converted_from)
 
 
 def observation_value(
     obs: Any, measure: display.MeasureDef | None = None, age: float | None = None
-) -> _Value:
+) -> Value:
     """The value[x] of an Observation or a component, as displayed."""
     quantity = getattr(obs, "valueQuantity", None)
     if quantity is not None and quantity.value is not None:
@@ -313,41 +313,41 @@ def observation_value(
         if value is not None:
             return value
     if getattr(obs, "valueCodeableConcept", None) is not None:
-        return _Value(concept_text(obs.valueCodeableConcept) or "(coded value)", "", None, None, "", "")
+        return Value(concept_text(obs.valueCodeableConcept) or "(coded value)", "", None, None, "", "")
     if getattr(obs, "valueString", None):
-        return _Value(obs.valueString, "", None, None, "", "")
+        return Value(obs.valueString, "", None, None, "", "")
     if getattr(obs, "valueBoolean", None) is not None:
-        return _Value("Yes" if obs.valueBoolean else "No", "", None, None, "", "")
+        return Value("Yes" if obs.valueBoolean else "No", "", None, None, "", "")
     if getattr(obs, "valueInteger", None) is not None:
         number = Decimal(obs.valueInteger)
-        return _Value(str(obs.valueInteger), "", number, number, "", "")
+        return Value(str(obs.valueInteger), "", number, number, "", "")
     rng = getattr(obs, "valueRange", None)
     if rng is not None:
         low = format_decimal(rng.low.value) if rng.low and rng.low.value is not None else ""
         high = format_decimal(rng.high.value) if rng.high and rng.high.value is not None else ""
         unit = quantity_unit(rng.low or rng.high) if (rng.low or rng.high) else ""
-        return _Value(f"{low}{DASH}{high}", unit, None, None, "", "")
+        return Value(f"{low}{DASH}{high}", unit, None, None, "", "")
     ratio = getattr(obs, "valueRatio", None)
     if ratio is not None and ratio.numerator and ratio.denominator:
         text = f"{format_decimal(ratio.numerator.value)}/{format_decimal(ratio.denominator.value)}"
-        return _Value(text, quantity_unit(ratio.numerator), None, None, "", "")
+        return Value(text, quantity_unit(ratio.numerator), None, None, "", "")
     for attr in ("valueTime", "valueDateTime"):
         if getattr(obs, attr, None) is not None:
-            return _Value(str(getattr(obs, attr)), "", None, None, "", "")
+            return Value(str(getattr(obs, attr)), "", None, None, "", "")
     if getattr(obs, "dataAbsentReason", None) is not None:
         reason = concept_text(obs.dataAbsentReason) or "reason not given"
-        return _Value(f"No value ({reason})", "", None, None, "", "", absent=True)
-    return _Value("No value recorded", "", None, None, "", "", absent=True)
+        return Value(f"No value ({reason})", "", None, None, "", "", absent=True)
+    return Value("No value recorded", "", None, None, "", "", absent=True)
 
 
-def _as_float(value: Decimal | None) -> float | None:
+def as_float(value: Decimal | None) -> float | None:
     return float(value) if value is not None else None
 
 
 # --- Reference ranges and flags -------------------------------------------------------------
 
 
-def _ranges(obs: Any) -> list[display.Range]:
+def ranges_of(obs: Any) -> list[display.Range]:
     ranges = []
     for rr in obs.referenceRange or []:
         quantity = rr.low or rr.high
@@ -395,7 +395,7 @@ def range_text(rng: display.Range | None, measure: display.MeasureDef | None = N
     return f"{text} {unit}".strip()
 
 
-def _interpretations(obs: Any) -> list[tuple[str, str]]:
+def interpretations_of(obs: Any) -> list[tuple[str, str]]:
     found = []
     for concept in obs.interpretation or []:
         codes = sorted(codes_of(concept), key=lambda c: -len(c))
@@ -406,136 +406,15 @@ def _interpretations(obs: Any) -> list[tuple[str, str]]:
     return found
 
 
-# --- Vital signs -----------------------------------------------------------------------------
-
-
-SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
-O2_FLOW, O2_CONCENTRATION = "3151-8", "3150-0"
-
-
-def _vital_flag(
-    obs: Any, measure: display.MeasureDef, value: _Value, age: float | None, person: Person
-) -> tuple[Flag | None, str]:
-    """(flag, data-quality warning) for one vital sign: the sender's word first, else the app's."""
-    if value.number is None:
-        return None, ""
-    warning = display.implausible(measure, value.raw, value.code) or ""
-    if warning:
-        return None, warning
-    sender = _interpretations(obs)
-    if sender or obs.referenceRange:
-        flag = display.lab_flag(
-            value.number,
-            interpretation=sender,
-            ranges=_ranges(obs),
-            unit=value.code,
-            age_years=age,
-            sex=person.sex,
-            comparator=value.comparator,
-        )
-        if flag is not None:
-            return (flag if flag.level != "normal" else None), ""
-    return display.vital_flag(measure, value.number, age_years=age, unit=value.code), ""
-
-
-def _oxygen(obs: Any, age: float | None) -> str:
-    parts = []
-    for comp in obs.component or []:
-        codes = codes_of(comp.code, LOINC)
-        if codes & {O2_FLOW, O2_CONCENTRATION}:
-            v = observation_value(comp, None, age)
-            label = "O₂ flow" if O2_FLOW in codes else "O₂"
-            parts.append(f"{label} {v.text} {v.unit}".strip())
-    return ", ".join(parts)
-
-
-def _vital_reading(obs: Any, measure: display.MeasureDef, encounter_id: str, person: Person) -> Reading:
-    when = observation_when(obs)
-    age = person.age_at(when)
-    value = observation_value(obs, measure, age)
-    flag, warning = _vital_flag(obs, measure, value, age, person)
-    return Reading(
-        when=when,
-        value=value.text,
-        unit=value.unit,
-        number=_as_float(value.number) if not value.comparator else None,
-        in_encounter=_in_encounter(obs, encounter_id),
-        status_note=_status_note(obs),
-        absent=value.absent,
-        flag=flag,
-        exact=value.exact,
-        warning=warning,
-        decimal=value.raw,
-        components=_oxygen(obs, age) if measure.key == "spo2" else "",
-    )
-
-
-@dataclass
-class _BpPart:
-    value: _Value | None
-    obs: Any
-
-
-def _bp_parts(obs: Any, age: float | None) -> tuple[_Value | None, _Value | None]:
-    systolic = diastolic = None
-    for comp in obs.component or []:
-        codes = codes_of(comp.code, LOINC)
-        if SYSTOLIC in codes:
-            systolic = observation_value(comp, display.measure_by_key("sys"), age)
-        elif DIASTOLIC in codes:
-            diastolic = observation_value(comp, display.measure_by_key("dia"), age)
-    return systolic, diastolic
-
-
-def _bp_reading(
-    when: When | None,
-    systolic: _Value | None,
-    diastolic: _Value | None,
-    obs: Any,
-    encounter_id: str,
-    person: Person,
-) -> Reading:
-    age = person.age_at(when)
-    sys_n = systolic.number if systolic and not systolic.absent else None
-    dia_n = diastolic.number if diastolic and not diastolic.absent else None
-    warning = (
-        display.implausible_bp(systolic.raw if systolic else None, diastolic.raw if diastolic else None) or ""
-    )
-    flag = None
-    if not warning:
-        sender = _interpretations(obs)
-        flag = display.lab_flag(
-            None, interpretation=sender, ranges=[], unit="", age_years=age, sex=person.sex
-        )
-        if flag is None or flag.level == "normal":
-            flag = display.bp_flag(sys_n, dia_n, age_years=age)
-    sys_text = systolic.text if systolic and not systolic.absent else DASH
-    dia_text = diastolic.text if diastolic and not diastolic.absent else DASH
-    exact_parts = [v.exact for v in (systolic, diastolic) if v is not None and v.exact]
-    return Reading(
-        when=when,
-        value=f"{sys_text}/{dia_text}",
-        unit="mmHg",
-        number=_as_float(sys_n),
-        in_encounter=_in_encounter(obs, encounter_id),
-        status_note=_status_note(obs),
-        absent=systolic is None and diastolic is None,
-        flag=flag,
-        exact=" / ".join(exact_parts),
-        warning=warning,
-        decimal=systolic.raw if systolic else None,
-    )
-
-
-def _newest_first(readings: Iterable[Reading]) -> list[Reading]:
+def newest_first(readings: Iterable[Reading]) -> list[Reading]:
     readings = list(readings)
     dated = sorted((r for r in readings if r.when), key=lambda r: r.when.sort_key, reverse=True)
     return dated + [r for r in readings if not r.when]
 
 
-def _series(label: str, unit: str, readings: Sequence[Reading]) -> Series | None:
+def series_of(label: str, unit: str, readings: Sequence[Reading]) -> Series | None:
     """Chartable points in one unit, oldest first; implausible values kept apart as outliers."""
-    numeric = [r for r in _newest_first(readings) if r.number is not None and r.when]
+    numeric = [r for r in newest_first(readings) if r.number is not None and r.when]
     if not numeric:
         return None
     same = [r for r in numeric if r.unit == unit][:CHART_MAX_POINTS]
@@ -547,7 +426,7 @@ def _series(label: str, unit: str, readings: Sequence[Reading]) -> Series | None
     return Series(label, unit, points, other_units=len(numeric) - len(same), outliers=outliers)
 
 
-def _measure(
+def make_measure(
     key: str,
     label: str,
     readings: list[Reading],
@@ -561,7 +440,7 @@ def _measure(
     converted: str = "",
     age: float | None = None,
 ) -> Measure:
-    history = _newest_first(readings)
+    history = newest_first(readings)
     latest = history[0]
     previous = next((r for r in history[1:] if r.decimal is not None and r.unit == latest.unit), None)
     change = change_since = ""
@@ -571,7 +450,7 @@ def _measure(
     when = latest.when
     unit = latest.unit
     if series is None:
-        series = tuple(s for s in (_series(label, unit, history),) if s)
+        series = tuple(s for s in (series_of(label, unit, history),) if s)
     return Measure(
         key,
         label,
@@ -618,291 +497,6 @@ def since_text(previous: When | None, latest: When | None) -> str:
     if latest is not None and (latest.sort_key - previous.sort_key).days < 60:
         return f"since {value.day} {value.strftime('%b')}"
     return f"since {value.strftime('%b %Y')}"
-
-
-def _join_separate_bp(
-    systolic: list[tuple[Any, _Value, When | None]],
-    diastolic: list[tuple[Any, _Value, When | None]],
-    encounter_id: str,
-    person: Person,
-) -> list[Reading]:
-    """Separate systolic and diastolic Observations, paired by their time (as EHRs send them)."""
-    by_time: dict[Any, list[Any]] = {}
-    for obs, value, when in systolic:
-        by_time.setdefault(when.sort_key if when else id(obs), [None, None, obs, when])[0] = value
-    for obs, value, when in diastolic:
-        entry = by_time.setdefault(when.sort_key if when else id(obs), [None, None, obs, when])
-        entry[1] = value
-    return [_bp_reading(when, s, d, obs, encounter_id, person) for s, d, obs, when in by_time.values()]
-
-
-def build_vitals(
-    observations: Sequence[Any], encounter_id: str, person: Person | None = None, now: datetime | None = None
-) -> tuple[Measure, ...]:
-    person = person or Person()
-    now = now or timezone.now()
-    by_key: dict[str, list[Reading]] = {}
-    labels: dict[str, tuple[str, str]] = {}
-    units: dict[str, set[str]] = {}
-    separate_sys: list[tuple[Any, _Value, When | None]] = []
-    separate_dia: list[tuple[Any, _Value, When | None]] = []
-    for obs in observations:
-        if obs.status in _EXCLUDED_STATUSES:
-            continue
-        codes = codes_of(obs.code, LOINC)
-        measure = display.measure_for(codes)
-        when = observation_when(obs)
-        age = person.age_at(when)
-        if measure is not None and measure.key == "bp":
-            systolic, diastolic = _bp_parts(obs, age)
-            by_key.setdefault("bp", []).append(
-                _bp_reading(when, systolic, diastolic, obs, encounter_id, person)
-            )
-            continue
-        if measure is not None and measure.key in ("sys", "dia"):
-            value = observation_value(obs, measure, age)
-            (separate_sys if measure.key == "sys" else separate_dia).append((obs, value, when))
-            continue
-        if measure is None or measure.kind != "vital":
-            key = "other:" + concept_key(obs.code)
-            labels.setdefault(key, concept_full(obs.code))
-            reading = _other_reading(obs, encounter_id)
-        else:
-            key = measure.key
-            reading = _vital_reading(obs, measure, encounter_id, person)
-            quantity = getattr(obs, "valueQuantity", None)
-            if quantity is not None:
-                units.setdefault(key, set()).add(quantity_unit(quantity))
-        by_key.setdefault(key, []).append(reading)
-    if separate_sys or separate_dia:
-        by_key.setdefault("bp", []).extend(
-            _join_separate_bp(separate_sys, separate_dia, encounter_id, person)
-        )
-    order = [m.key for m in display.VITALS] + sorted(k for k in by_key if k.startswith("other:"))
-    age_now = person.age_at(When.parse(now))
-    measures = []
-    for key in order:
-        readings = by_key.get(key)
-        if not readings:
-            continue
-        definition = display.measure_by_key(key)
-        if definition is not None:
-            label, full = definition.name, ""
-        else:
-            label, full = labels[key]
-            label = label or "Unnamed measurement"
-        series = None
-        if key == "bp":
-            series = _bp_series(readings)
-        sent_units = units.get(key, set())
-        converted = ""
-        if definition is not None and len(sent_units) > 1:
-            shown_unit = display.human_unit(definition.unit)
-            others = sorted(u for u in sent_units if u and u != shown_unit)
-            if others:
-                converted = f"{', '.join(others)} converted to {shown_unit}"
-        measures.append(
-            _measure(
-                key,
-                label,
-                readings,
-                now,
-                "vital",
-                definition=definition,
-                full_name=full,
-                series=series,
-                converted=converted,
-                age=age_now,
-            )
-        )
-    return tuple(measures)
-
-
-def _bp_series(readings: list[Reading]) -> tuple[Series, ...]:
-    systolic, diastolic, outliers = [], [], []
-    for r in _newest_first(readings)[:CHART_MAX_POINTS]:
-        if r.when is None or r.absent:
-            continue
-        parts = r.value.split("/")
-        try:
-            s, d = (float(p) if p and p != DASH and not p.startswith(("<", ">")) else None for p in parts[:2])
-        except (ValueError, TypeError):
-            continue
-        if r.warning:
-            outliers.extend((r.when, v) for v in (s, d) if v is not None)
-            continue
-        if s is not None:
-            systolic.append((r.when, s, r.in_encounter))
-        if d is not None:
-            diastolic.append((r.when, d, r.in_encounter))
-    result = []
-    for label, points in (("Systolic", systolic), ("Diastolic", diastolic)):
-        if len(points) >= 2:
-            result.append(Series(label, "mmHg", tuple(reversed(points)), outliers=tuple(reversed(outliers))))
-    return tuple(result)
-
-
-def _other_reading(obs: Any, encounter_id: str) -> Reading:
-    value = observation_value(obs)
-    text, absent = value.text, value.absent
-    if absent and obs.component:
-        parts = []
-        for comp in obs.component:
-            c = observation_value(comp)
-            parts.append(f"{concept_text(comp.code) or 'component'}: {c.text} {c.unit}".strip())
-        text, absent = "; ".join(parts), False
-    return Reading(
-        when=observation_when(obs),
-        value=text,
-        unit=value.unit,
-        number=_as_float(value.number) if not value.comparator else None,
-        in_encounter=_in_encounter(obs, encounter_id),
-        status_note=_status_note(obs),
-        absent=absent,
-        exact=value.exact,
-        decimal=value.raw,
-    )
-
-
-# --- Labs ------------------------------------------------------------------------------------
-
-
-def _cancel_reason(obs: Any) -> str:
-    """Why a result was cancelled, in the sender's words where given (a note, a reason)."""
-    for note in obs.note or []:
-        if getattr(note, "text", None):
-            return note.text.strip()[:160]
-    if obs.dataAbsentReason is not None:
-        return concept_text(obs.dataAbsentReason) or "no reason given"
-    return "no reason given"
-
-
-LAB_GROUP_ORDER = (
-    "Kidney",
-    "Electrolytes",
-    "Chemistry",
-    "Diabetes",
-    "Lipids",
-    "Hematology",
-    "Liver",
-    "Thyroid",
-    "Urinalysis",
-    "Other",
-)
-
-
-def _lab_reading(obs: Any, measure: display.MeasureDef | None, encounter_id: str, person: Person) -> Reading:
-    when = observation_when(obs)
-    age = person.age_at(when)
-    value = observation_value(obs, measure, age)
-    text, absent = value.text, value.absent
-    if absent and obs.component:
-        parts = []
-        for comp in obs.component:
-            c = observation_value(comp)
-            parts.append(f"{concept_text(comp.code) or 'component'}: {c.text} {c.unit}".strip())
-        text, absent = "; ".join(parts), False
-    ranges = _ranges(obs)
-    chosen = display.choose_range(ranges, age_years=age, sex=person.sex)
-    flag = display.lab_flag(
-        value.number,
-        interpretation=_interpretations(obs),
-        ranges=ranges,
-        unit=value.code,
-        age_years=age,
-        sex=person.sex,
-        comparator=value.comparator,
-    )
-    warning = (
-        display.implausible(measure, value.raw, value.code) if measure and value.raw is not None else None
-    )
-    return Reading(
-        when=when,
-        value=text,
-        unit=value.unit,
-        number=_as_float(value.number) if not value.comparator else None,
-        in_encounter=_in_encounter(obs, encounter_id),
-        status_note=_status_note(obs),
-        absent=absent,
-        reference_range=range_text(chosen, measure) or ("; ".join(r.text for r in ranges if r.text)),
-        flag=flag,
-        exact=value.exact,
-        warning=warning or "",
-        decimal=value.raw,
-        no_range=flag is None and not ranges and not absent,
-    )
-
-
-def build_labs(
-    observations: Sequence[Any], encounter_id: str, person: Person | None = None, now: datetime | None = None
-) -> tuple[Measure, ...]:
-    person = person or Person()
-    now = now or timezone.now()
-    groups: dict[str, list[Reading]] = {}
-    names: dict[str, tuple[str, str]] = {}
-    definitions: dict[str, display.MeasureDef | None] = {}
-    cancelled: dict[str, list[tuple[When | None, str]]] = {}
-    for obs in observations:
-        if obs.status == "cancelled":
-            measure = display.measure_for(codes_of(obs.code, LOINC))
-            key = measure.key if measure is not None else concept_key(obs.code)
-            cancelled.setdefault(key, []).append((observation_when(obs), _cancel_reason(obs)))
-            continue
-        if obs.status in _EXCLUDED_STATUSES:
-            continue
-        if obs.hasMember and obs.valueQuantity is None and not obs.component:
-            continue  # a panel header (e.g. CBC): its members are listed themselves
-        measure = display.measure_for(codes_of(obs.code, LOINC))
-        key = measure.key if measure is not None else concept_key(obs.code)
-        if key not in names:
-            short, full = concept_full(obs.code)
-            names[key] = (measure.name if measure else (short or "Unnamed test"), full)
-            definitions[key] = measure
-        groups.setdefault(key, []).append(_lab_reading(obs, measure, encounter_id, person))
-    age_now = person.age_at(When.parse(now))
-    measures = []
-    for key, readings in groups.items():
-        definition = definitions[key]
-        label, full = names[key]
-        measure = _measure(
-                key,
-                label,
-                readings,
-                now,
-                "lab",
-                definition=definition,
-                full_name=full,
-                group=definition.group if definition else "Other",
-                age=age_now,
-        )
-        latest_when = measure.latest.when
-        newer = [
-            reason
-            for when, reason in cancelled.get(key, [])
-            if when is not None and (latest_when is None or when.sort_key > latest_when.sort_key)
-        ]
-        if newer:
-            measure = replace(measure, open_item=f"A newer result was cancelled: {newer[0]}")
-        measures.append(measure)
-    # Most recent first within a group, so today's results lead; flagged ones are marked.
-    measures.sort(key=lambda m: m.latest.when.sort_key.timestamp() if m.latest.when else 0, reverse=True)
-    return tuple(measures)
-
-
-_LAB_ORDER = {m.key: i for i, m in enumerate(display.LABS)}
-
-
-def lab_groups(measures: Sequence[Measure]) -> list[tuple[str, list[Measure]]]:
-    """Labs by group in a fixed clinical order (Kidney first). Within a group, known tests keep
-    the table's order (creatinine beside eGFR, sodium before potassium), so a clinician finds
-    them in the same place every time; unknown tests follow, newest first."""
-    by_group: dict[str, list[Measure]] = {}
-    for m in measures:
-        by_group.setdefault(m.group or "Other", []).append(m)
-    for members in by_group.values():
-        members.sort(key=lambda m: _LAB_ORDER.get(m.key, len(_LAB_ORDER)))  # stable: newest first kept
-    order = {g: i for i, g in enumerate(LAB_GROUP_ORDER)}
-    return sorted(by_group.items(), key=lambda item: order.get(item[0], len(order)))
 
 
 # Body size is a chronic state, charted, never an alert in the strip (whoever flagged it).

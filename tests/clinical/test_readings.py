@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from clinical.fhir import parse_resource
-from clinical.readings import Person, abnormal, build_labs, build_vitals
+from clinical.labs import build_labs, lab_groups
+from clinical.readings import Person, abnormal
+from clinical.vitals import build_vitals
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 ADULT = Person(date(1968, 9, 3), "female")
@@ -202,8 +204,6 @@ def test_older_abnormal_results_and_body_size_stay_out_of_the_recent_strip():
 
 
 def test_labs_keep_a_fixed_clinical_order_kidney_first_creatinine_beside_egfr():
-    from clinical.readings import lab_groups
-
     labs = build_labs(
         [
             obs("2823-3", "2026-11-28", 4.1, ucum="mmol/L"),

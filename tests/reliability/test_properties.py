@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinical import dashboard, fhir
+from clinical import dashboard, fhir, labs, vitals
 from smartapp import authorize, discovery, scopes
 from tests.reliability.conftest import ISS
 
@@ -212,8 +212,8 @@ def test_it_parses_or_refuses_any_json_as_a_resource(data, resource_type):
 @given(st.lists(OBSERVATION, max_size=6))
 def test_it_builds_vitals_and_labs_from_any_parsable_observations(raw):
     parsed = tuple(r for r in (_parse(o, "Observation") for o in raw) if r is not None)
-    dashboard.build_vitals(parsed, "enc-1")
-    dashboard.build_labs(parsed, "enc-1")
+    vitals.build_vitals(parsed, "enc-1")
+    labs.build_labs(parsed, "enc-1")
 
 
 @FAST
