@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import re
 
-from clinical.readings import Flag, Reading, When
-from clinical.templatetags.clinical import HISTORY_LIMIT, history_rows, reading_flag, reading_value
+from clinical.readings import Flag, Measure, Reading, Series, When
+from clinical.templatetags.clinical import (
+    HISTORY_LIMIT,
+    history_rows,
+    lab_history,
+    lab_row,
+    reading_flag,
+    reading_value,
+    vital_history,
+    vital_row,
+)
 
 WHEN = When.parse("2024-03-12T14:05:00Z")
 
@@ -72,3 +81,58 @@ def test_history_rows_stop_at_the_limit_and_mark_this_encounter_and_flags():
         [Reading(WHEN, "5", flag=Flag("low", "Low", "sender", "L"), reference_range="<b>")], lab=True
     )
     assert re.match(r'<tr class="flagged flagged-low">', labs) and "&lt;b&gt;" in labs
+
+
+def _creatinine(**kwargs) -> Measure:
+    latest = Reading(
+        WHEN, "2.27", "mg/dL", 2.27, in_encounter=True, flag=Flag("high", "Above range", "range"),
+        reference_range="0.7–1.3 mg/dL",
+    )
+    earlier = Reading(When.parse("2023-06-01"), "1.92", "mg/dL", 1.92, reference_range="0.7–1.3 mg/dL")
+    fields = {
+        "key": "creatinine", "label": "Creatinine", "latest": latest, "history": (latest, earlier),
+        "full_name": "Creatinine [Mass/volume] in Serum or Plasma", "previous": earlier,
+        "change": "↑ 0.35", "change_since": "since Jun 2023", "age": "9 months ago",
+        "series": (Series("Creatinine", "mg/dL", ((earlier.when, 1.92, False), (WHEN, 2.27, True))),),
+    }
+    return Measure(**{**fields, **kwargs})
+
+
+def test_a_lab_row_carries_flag_change_range_and_this_encounters_mark():
+    row = lab_row(_creatinine())
+    assert row.startswith('<tr class="flagged flagged-high current">')
+    assert '<th scope="row" title="Creatinine [Mass/volume] in Serum or Plasma">Creatinine</th>' in row
+    assert '<span class="change" title="previous 1.92 mg/dL, 1 Jun 2023">↑ 0.35 since Jun 2023</span>' in row
+    assert '<td data-label="Range">0.7–1.3 mg/dL</td>' in row and "current-mark" in row
+    assert "stale-mark" not in row and "attention-open" not in row
+
+
+def test_a_stale_lab_with_an_open_item_says_both_and_escapes_server_text():
+    m = _creatinine(stale=True, open_item="<recollect>", label="<b>Cr</b>", change="")
+    row = lab_row(m)
+    assert 'class="flagged flagged-high current stale"' in row and "(old)" in row
+    assert "&lt;recollect&gt;" in row and "&lt;b&gt;Cr&lt;/b&gt;" in row and "<b>" not in row
+    assert 'class="change"' not in row
+
+
+def test_a_vital_row_marks_this_encounter_and_staleness_only_when_so():
+    pulse = Reading(WHEN, "82", "/min", 82.0)
+    row = vital_row(Measure("hr", "Heart rate", pulse, (pulse,), stale=True))
+    assert row.startswith('<tr class="stale"><th scope="row">Heart rate</th>')
+    assert "current-mark" not in row and "(old)" in row
+
+
+def test_a_lab_history_block_has_its_chart_and_table_and_nothing_for_a_single_result():
+    block = lab_history(_creatinine(), 2, "Kidney")
+    assert block.startswith('<figure class="chart-box"><figcaption><strong>Creatinine</strong> (mg/dL)')
+    assert 'aria-labelledby="labs-kidney-chart-2-t labs-kidney-chart-2-d"' in block
+    assert block.count("<tr") == 3  # head + two results
+    single = _creatinine()
+    assert lab_history(Measure("k", "K", single.latest, (single.latest,)), 1, "Kidney") == ""
+
+
+def test_history_captions_say_when_only_the_latest_rows_are_shown():
+    readings = tuple(Reading(WHEN, str(i), "/min", float(i)) for i in range(HISTORY_LIMIT + 5))
+    table = vital_history(Measure("hr", "Heart rate", readings[0], readings))
+    assert f"<caption>Heart rate (latest {HISTORY_LIMIT} of {HISTORY_LIMIT + 5})</caption>" in table
+    assert table.count("<tr") == HISTORY_LIMIT + 1
