@@ -173,14 +173,16 @@ def line_chart(
     summaries = []
     unit = shaped[0][0].unit
     for index, (s, points) in enumerate(shaped):
-        line = " ".join(f"{_num(x(w.sort_key.timestamp()))},{_num(y(v))}" for w, v, _cur in points)
+        xy = [(_num(x(w.sort_key.timestamp())), _num(y(v))) for w, v, _cur in points]
+        line = " ".join(f"{cx},{cy}" for cx, cy in xy)
         parts.append(f'<polyline class="chart-line chart-line-{index}" points="{line}"/>')
-        for w, v, current in points:
+        name, unit_text = escape(s.label), escape(s.unit)
+        for (w, v, current), (cx, cy) in zip(points, xy, strict=True):
             cls = "chart-point chart-point-current" if current else "chart-point"
             parts.append(
-                f'<circle class="{cls} chart-point-{index}" cx="{_num(x(w.sort_key.timestamp()))}" '
-                f'cy="{_num(y(v))}" r="{3.2 if current else 2.4}"><title>{escape(s.label)} '
-                f"{escape(label(v))} {escape(s.unit)}, {when_text(w)}</title></circle>"
+                f'<circle class="{cls} chart-point-{index}" cx="{cx}" cy="{cy}" '
+                f'r="{3.2 if current else 2.4}"><title>{name} {escape(label(v))} {unit_text}, '
+                f"{when_text(w)}</title></circle>"
             )
         last = points[-1]
         parts.append(

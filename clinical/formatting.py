@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from datetime import date, datetime, tzinfo
 
 from django.utils import timezone
 
@@ -13,16 +14,21 @@ def format_when(when: When | None, empty: str = "Date not recorded") -> str:
     """Day-month-name-year avoids the 03/12 vs 12/03 ambiguity; times are in the app's time zone."""
     if when is None:
         return empty
-    value = when.value
-    if when.precision == "year":
+    # The app shows one configured zone (settings.TIME_ZONE, never per-request activate()); the
+    # zone is part of the key, so a changed setting (tests) never reads an old text.
+    return _formatted(when.value, when.precision, timezone.get_default_timezone())
+
+
+@functools.lru_cache(maxsize=4096)
+def _formatted(value: datetime | date, precision: str, zone: tzinfo) -> str:
+    """Remembered: a dashboard formats the same few hundred times in its rows, charts and titles."""
+    if precision == "year":
         return f"{value.year}"
-    if when.precision == "month":
+    if precision == "month":
         return value.strftime("%b %Y")
-    if when.precision == "day" or not isinstance(value, datetime):
+    if precision == "day" or not isinstance(value, datetime):
         return f"{value.day} {value.strftime('%b %Y')}"
-    # The app shows one configured zone (settings.TIME_ZONE, never per-request activate()), and
-    # the default zone is cached: this runs hundreds of times per dashboard.
-    local = value.astimezone(timezone.get_default_timezone())
+    local = value.astimezone(zone)
     return f"{local.day} {local.strftime('%b %Y %H:%M')}"
 
 

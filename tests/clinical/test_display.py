@@ -746,6 +746,17 @@ def test_it_shows_problem_dates_without_clock_times(settings):
     assert format_when(When.parse("2024-03-12T02:05:00Z")) == "11 Mar 2024 22:05"
 
 
+def test_a_changed_time_zone_is_never_read_from_remembered_texts(settings):
+    moment = When.parse("2024-03-12T02:05:00Z")
+    settings.TIME_ZONE = "UTC"
+    assert format_when(moment) == "12 Mar 2024 02:05"
+    settings.TIME_ZONE = "Asia/Tokyo"
+    assert format_when(moment) == "12 Mar 2024 11:05"
+    # The same instant sent with another offset reads the same; a date is not a midnight time.
+    assert format_when(When.parse("2024-03-12T04:05:00+02:00")) == "12 Mar 2024 11:05"
+    assert format_when(When.parse("2024-03-12")) == "12 Mar 2024"
+
+
 @pytest.mark.parametrize(
     ("raw", "shown"), [("2004", "2004"), ("2004-03", "Mar 2004"), ("2004-03-07", "7 Mar 2004")]
 )
