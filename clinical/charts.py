@@ -7,8 +7,10 @@ reduced to daily low/high, implausible values drawn as marked outliers. Every te
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta, tzinfo
 from decimal import Decimal
 
 from django.utils import timezone
@@ -82,13 +84,13 @@ def downsample(points: Sequence[Point]) -> tuple[tuple[Point, ...], tuple[Range,
     return tuple(reduced), tuple(ranges)
 
 
-def _scale(measure: Measure, values: list[float]) -> tuple[float, float]:
+def _scale(measure: _Shown, values: list[float]) -> tuple[float, float]:
     """A fixed clinical scale where the measure has one (widened to fit); otherwise at least
     ±5 % around the data, so 82.1 → 82.9 kg does not look like a swing."""
     definition = measure.definition
     lo, hi = min(values), max(values)
     fixed = definition is not None and definition.scale
-    if fixed and measure.latest.unit == display.human_unit(definition.unit):
+    if fixed and measure.unit == display.human_unit(definition.unit):
         fixed_lo, fixed_hi = definition.scale
         return min(fixed_lo, lo), max(fixed_hi, hi)
     middle = (hi + lo) / 2
@@ -124,10 +126,30 @@ def line_chart(
 ) -> SafeString:
     """An SVG of the measure's series on shared axes, with a <title> on every point."""
     now_ts = now_ts if now_ts is not None else timezone.now().timestamp()
+    windowed = tuple(replace(s, points=window(s.points, now_ts, since_ts)) for s in measure.series)
+    shown = _Shown(measure.label, measure.definition, measure.latest.unit, measure.adult)
+    return _drawn(chart_id, shown, windowed, timezone.get_default_timezone())
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What of a measure, beyond its points, a chart depends on."""
+
+    label: str
+    definition: display.MeasureDef | None
+    unit: str  # the latest reading's unit: fixed scales and bands only in the measure's own unit
+    adult: bool
+
+
+# A reload with the same readings draws the same charts: keep the last few hundred (a few MB at
+# most). The key is every input of the drawing, the window already applied and the zone the
+# times are written in, so a new reading, a moved window or another zone is a new chart.
+@functools.lru_cache(maxsize=256)
+def _drawn(chart_id: str, measure: _Shown, series: tuple[Series, ...], zone: tzinfo) -> SafeString:
     shaped: list[tuple[Series, tuple[Point, ...]]] = []
     day_ranges: list[tuple[int, Range]] = []
-    for s in measure.series:
-        points, ranges = downsample(merge_same_instant(window(s.points, now_ts, since_ts)))
+    for s in series:
+        points, ranges = downsample(merge_same_instant(s.points))
         if len(points) >= 2:
             day_ranges.extend((len(shaped), r) for r in ranges)
             shaped.append((s, points))
@@ -230,11 +252,11 @@ def line_chart(
     return mark_safe(svg)  # noqa: S308 - every interpolated text is escaped above, numbers are formatted
 
 
-def _band(measure: Measure, v0: float, v1: float, y) -> str:
+def _band(measure: _Shown, v0: float, v1: float, y) -> str:
     """The normal band (the app's adult cut-offs for vitals), shaded behind the lines; never for
     a child, whose normal ranges differ by age."""
     definition = measure.definition
-    if definition is None or not measure.adult or measure.latest.unit != display.human_unit(definition.unit):
+    if definition is None or not measure.adult or measure.unit != display.human_unit(definition.unit):
         return ""
     band = display.normal_band(definition)
     if band is None:

@@ -66,3 +66,18 @@ def test_weight_without_a_fixed_scale_is_not_drawn_as_a_swing():
     svg = charts.line_chart(weight, "c", NOW.timestamp())
     top, bottom = (float(v) for v in re.findall(r'text-anchor="end">([\d.]+)</text>', svg)[:2])
     assert top - bottom >= 8  # at least ±5 % around 82.5 kg
+
+
+def test_a_redrawn_chart_is_remembered_only_for_exactly_the_same_inputs(settings):
+    settings.TIME_ZONE = "UTC"
+    points = [(at(400), 66.0, False), (at(300), 70.0, False), (at(200), 74.0, False), (at(10), 78.0, False)]
+    hr = measure("hr", points)
+    first = charts.line_chart(hr, "c", NOW.timestamp())
+    assert charts.line_chart(measure("hr", points), "c", NOW.timestamp()) is first  # same readings
+    newer = charts.line_chart(measure("hr", [*points, (at(1), 120.0, True)]), "c", NOW.timestamp())
+    assert newer is not first and "120" in newer
+    later = charts.line_chart(hr, "c", (NOW + timedelta(days=120)).timestamp())
+    assert first.count("<circle") == 4 and later.count("<circle") == 3  # the window moved on
+    assert charts.line_chart(measure("hr", points, adult=False), "c", NOW.timestamp()) != first
+    settings.TIME_ZONE = "Asia/Tokyo"  # the point titles say times in the app's zone
+    assert "18:00" in charts.line_chart(hr, "c", NOW.timestamp()) and "18:00" not in first
