@@ -9,6 +9,7 @@ import responses
 from responses import matchers
 
 from clinical import fhir
+from clinical.fhir import client as fhir_client
 from tests.clinical.conftest import BASE, TOKEN, load
 
 
@@ -66,7 +67,7 @@ def test_it_rejects_structurally_invalid_resources_even_with_extras_removed():
 def test_it_drops_invalid_elements_the_page_does_not_show_and_keeps_the_rest(caplog):
     # One malformed optional element (a bad address, a string for a CodeableConcept, a broken
     # telecom item) must not cost the clinician the whole banner.
-    caplog.set_level(logging.INFO, logger="clinical.fhir")
+    caplog.set_level(logging.INFO, logger="clinical.fhir.parsing")
     patient = load("patient")
     patient["maritalStatus"] = "married"
     patient["address"] = [{"line": "not a list"}, {"city": "Springfield"}]
@@ -362,7 +363,7 @@ def test_it_pools_one_session_per_origin_and_refuses_cookies():
 
 @responses.activate
 def test_it_refuses_an_implausibly_large_response(monkeypatch):
-    monkeypatch.setattr(fhir, "MAX_RESPONSE_BYTES", 10_000)
+    monkeypatch.setattr(fhir_client, "MAX_RESPONSE_BYTES", 10_000)
     responses.get(f"{BASE}/Observation", json=page([obs(i) for i in range(200)]))
     with pytest.raises(fhir.InvalidResponse, match="implausibly large"):
         client().search("Observation", {"patient": "pat-1"})

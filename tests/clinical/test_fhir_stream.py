@@ -10,6 +10,8 @@ import requests
 import responses
 
 from clinical import fhir
+from clinical.fhir import bundles
+from clinical.fhir import client as fhir_client
 from tests.clinical.conftest import BASE, TOKEN
 from tests.clinical.test_fhir import obs, page
 
@@ -22,7 +24,7 @@ def client(**kwargs):
 def parsed(monkeypatch):
     """Counts the resources the client parses (validates) and the entries it builds from JSON."""
     counts = {"resources": 0, "entries": 0}
-    parse, build = fhir.parse_resource, fhir._sort_entry
+    parse, build = fhir_client.parse_resource, bundles._sort_entry
 
     def counting_parse(*args, **kwargs):
         counts["resources"] += 1
@@ -32,8 +34,9 @@ def parsed(monkeypatch):
         counts["entries"] += 1
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(fhir, "parse_resource", counting_parse)
-    monkeypatch.setattr(fhir, "_sort_entry", counting_build)
+    # patched where they are looked up: the client parses, the page reader sorts entries
+    monkeypatch.setattr(fhir_client, "parse_resource", counting_parse)
+    monkeypatch.setattr(bundles, "_sort_entry", counting_build)
     return counts
 
 
@@ -79,7 +82,7 @@ def test_outcomes_and_includes_do_not_count_towards_the_cap():
         obs(0),
         obs(1),
     ]
-    result = fhir.read_page(io.BytesIO(json.dumps(page(entries)).encode()), "Observation", 2)
+    result = bundles.read_page(io.BytesIO(json.dumps(page(entries)).encode()), "Observation", 2)
     assert [m["id"] for m in result.matches] == ["o0", "o1"] and not result.more
     assert result.warnings == ["partial"]
 
@@ -90,4 +93,4 @@ def test_outcomes_and_includes_do_not_count_towards_the_cap():
 )
 def test_anything_but_a_bundle_is_refused(body):
     with pytest.raises((ValueError, fhir.InvalidResponse)):
-        fhir.read_page(io.BytesIO(body), "Observation", 10)
+        bundles.read_page(io.BytesIO(body), "Observation", 10)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clinical import dashboard, fhir, labs, vitals
+from clinical.fhir import client as fhir_client
 from smartapp import authorize, discovery, scopes
 from tests.reliability.conftest import ISS
 
@@ -245,10 +246,10 @@ def test_it_builds_a_banner_from_any_parsable_patient(raw):
 )
 def test_it_collects_nothing_from_junk_bundles(body):
     client = fhir.FhirClient(ISS, "t")
-    acc = fhir._Paging()
+    acc = fhir_client._Paging()
     if isinstance(body, dict):
         page = fhir.read_page(io.BytesIO(json.dumps(body).encode()), "Observation", 100)
         client._collect(page, "Observation", acc)
         assert acc.resources == []
     else:
-        assert fhir._next_link({"link": body}, ISS) is None
+        assert fhir_client._next_link({"link": body}, ISS) is None

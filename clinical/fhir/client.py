@@ -1,4 +1,4 @@
-"""The one FHIR client: pooled sessions, bearer token, bounded paging, tolerant R4B parsing.
+"""The one FHIR client: pooled sessions, bearer token, bounded paging, one refresh after a 401.
 
 It knows nothing about Django sessions or launches: it gets a base URL, a token and an
 `on_unauthorized` callback that returns a fresh token (or None). Every request it makes is to
@@ -9,274 +9,45 @@ Reference: https://hl7.org/fhir/R4/http.html (RESTful API), https://hl7.org/fhir
 
 from __future__ import annotations
 
-import importlib
 import json
-import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-import ijson
 import requests
 from django.conf import settings
-from pydantic import ValidationError
 
 from clinical import fastparse
+from clinical.fhir.bundles import Page, read_page
+from clinical.fhir.errors import (
+    OUTCOME_ERROR,
+    OUTCOME_OK,
+    BadRequest,
+    FhirError,
+    Forbidden,
+    Gone,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    RefusedURL,
+    ServerError,
+    Timeout,
+    Unauthorized,
+    Unreachable,
+    outcome_diagnostics,
+)
+from clinical.fhir.parsing import parse_resource
 from smartapp import safety, transport
 
-logger = logging.getLogger(__name__)
-
 FHIR_JSON = "application/fhir+json"
-
-# Audit outcomes: the values of smartapp.models.AuditEvent.Outcome (kept as strings so this
-# module stays free of the ORM).
-OUTCOME_OK = "ok"
-OUTCOME_DENIED = "denied"
-OUTCOME_NOT_FOUND = "not_found"
-OUTCOME_ERROR = "error"
-OUTCOME_TIMEOUT = "timeout"
 
 # FHIR ids: the one pattern (smartapp.safety), [A-Za-z0-9-.]{1,256} (Epic's run past 64).
 ID_PATTERN = safety.FHIR_ID
 _RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _OPERATION_RE = re.compile(r"^[a-z][A-Za-z-]{0,63}$")
-_DIAGNOSTICS_MAX = 300
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-# --- Errors ---------------------------------------------------------------------------------
-
-
-class FhirError(Exception):
-    """A FHIR request failed; `diagnostics` is the server's OperationOutcome text (sanitised)."""
-
-    outcome = OUTCOME_ERROR
-    retryable = False
-
-    def __init__(self, message: str, *, status_code: int | None = None, diagnostics: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.diagnostics = diagnostics
-
-    def __str__(self) -> str:
-        return f"{self.message}: {self.diagnostics}" if self.diagnostics else self.message
-
-
-class Unauthorized(FhirError):
-    outcome = OUTCOME_DENIED
-
-
-class Forbidden(FhirError):
-    outcome = OUTCOME_DENIED
-
-
-class NotFound(FhirError):
-    outcome = OUTCOME_NOT_FOUND
-
-
-class Gone(NotFound):
-    pass
-
-
-class BadRequest(FhirError):
-    """4xx other than the above: the server refused the query itself."""
-
-
-class RateLimited(FhirError):
-    retryable = True
-
-    def __init__(self, message: str, *, retry_after: int | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-
-
-class ServerError(FhirError):
-    retryable = True
-
-
-class Unreachable(ServerError):
-    """No HTTP response at all (DNS, connection refused, TLS)."""
-
-
-class Timeout(FhirError):
-    outcome = OUTCOME_TIMEOUT
-    retryable = True
-
-
-class InvalidResponse(FhirError):
-    """The server answered, but not with the FHIR JSON we asked for."""
-
-    retryable = True
-
-
-class RefusedURL(FhirError):
-    """The FHIR base breaks the outbound URL rule (smartapp.safety): nothing was sent."""
-
-
-def sanitize_text(text: Any, limit: int = _DIAGNOSTICS_MAX) -> str:
-    """Server text made safe to show and log: a string, no control characters, length-capped."""
-    if not isinstance(text, str):
-        return ""
-    text = _CONTROL_RE.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def outcome_diagnostics(body: Any) -> str:
-    """The human-readable text of an OperationOutcome (diagnostics or details.text of its issues)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return ""
-    parts: list[str] = []
-    issues = body.get("issue")
-    for issue in issues if isinstance(issues, list) else []:
-        if not isinstance(issue, dict):
-            continue
-        details = issue.get("details")
-        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None)
-        if isinstance(text, str) and text.strip():
-            parts.append(text)
-    return sanitize_text("; ".join(parts))
-
-
-# --- Tolerant parsing -----------------------------------------------------------------------
-
-_MODEL_MODULES = {
-    "Patient": "patient",
-    "Encounter": "encounter",
-    "Observation": "observation",
-    "Condition": "condition",
-    "Practitioner": "practitioner",
-    "Location": "location",
-    "OperationOutcome": "operationoutcome",
-}
-
-
-def model_class(resource_type: str) -> type:
-    """The fhir.resources R4B model for a resource type (R4 data; the default R5 models reject it)."""
-    module = importlib.import_module(f"fhir.resources.R4B.{_MODEL_MODULES[resource_type]}")
-    return getattr(module, resource_type)
-
-
-def load_models() -> None:
-    """Import every model class the client parses into (done at process start, not by a request)."""
-    for resource_type in _MODEL_MODULES:
-        model_class(resource_type)
-
-
-# What the dashboard shows or checks, per type (JSON names). An invalid element elsewhere is
-# dropped so the rest of the resource still shows; an invalid shown element makes it unreadable.
-SHOWN_ELEMENTS: dict[str, frozenset[str]] = {
-    "Patient": frozenset(
-        {"id", "name", "birthDate", "gender", "identifier", "deceasedBoolean", "deceasedDateTime"}
-    ),
-    "Encounter": frozenset(
-        {"id", "status", "class", "type", "period", "location", "participant", "reasonCode", "subject"}
-    ),
-    "Observation": frozenset(
-        {"id", "status", "code", "category", "subject", "encounter", "issued", "dataAbsentReason"}
-        | {"effectiveDateTime", "effectivePeriod", "effectiveInstant", "interpretation", "referenceRange"}
-        | {"valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger"}
-        | {"valueRange", "valueRatio", "valueTime", "valueDateTime", "component", "hasMember"}
-    ),
-    "Condition": frozenset(
-        {"id", "clinicalStatus", "verificationStatus", "code", "category", "subject", "recordedDate"}
-        | {"onsetDateTime", "onsetAge", "onsetPeriod", "onsetString"}
-        | {"abatementDateTime", "abatementPeriod", "abatementString"}
-    ),
-}
-
-
-def _repair(error: dict[str, Any], shown: frozenset[str]) -> tuple[Any, ...] | None:
-    """The path to delete to get past one validation error, or None when it cannot be dropped."""
-    loc = tuple(error.get("loc") or ())
-    if error.get("type") == "extra_forbidden":
-        return loc or None  # a vendor field: never part of what the page shows
-    if not loc or not isinstance(loc[0], str) or loc[0] in shown or loc[0] == "resourceType":
-        return None
-    if error.get("type") == "missing" and len(loc) == 1:
-        return None  # a required element is absent: nothing to drop
-    return loc[:2] if len(loc) > 1 and isinstance(loc[1], int) else loc[:1]  # a list item, or the element
-
-
-def _delete_path(data: Any, loc: tuple[Any, ...]) -> bool:
-    node = data
-    for key in loc[:-1]:
-        try:
-            node = node[key]
-        except (KeyError, IndexError, TypeError):
-            return False
-    last = loc[-1] if loc else None
-    if isinstance(node, dict) and last in node:
-        del node[last]
-        return True
-    if isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node):
-        del node[last]
-        return True
-    return False
-
-
-def _delete_paths(data: Any, paths: set[tuple[Any, ...]]) -> bool:
-    """Delete every path; a path under another one goes with it; list items go highest index first."""
-    outer = [p for p in paths if not any(q != p and p[: len(q)] == q for q in paths)]
-    order = sorted(outer, key=lambda loc: tuple((0, -k) if isinstance(k, int) else (1, str(k)) for k in loc))
-    deleted = all([_delete_path(data, loc) for loc in order])
-    for key in {loc[0] for loc in outer if len(loc) > 1}:
-        if data.get(key) == []:
-            del data[key]  # FHIR has no empty arrays
-    return deleted
-
-
-def parse_resource(data: Any, resource_type: str) -> Any:
-    """Validate `data` with the R4B model, ignoring vendor-specific extra fields anywhere in it.
-
-    fhir_core models are `extra="forbid"`, and neither a subclass (top level only) nor pydantic's
-    per-call `extra=` override (not honoured by these models) nor the global model-config switch
-    (must run before any import of the models, process-wide) reliably reaches nested elements.
-    So: validate; delete exactly the unknown keys, and any invalid element the page does not
-    show (`SHOWN_ELEMENTS`), then validate again. Clean data pays nothing extra; an entry with
-    vendor fields pays a second validation. An invalid shown element makes the entry unreadable.
-    `data` is freshly decoded JSON owned by the caller: the unknown keys are removed in place.
-    Raises ValueError when the entry is not a readable `resource_type`.
-    """
-    if not isinstance(data, dict) or data.get("resourceType") != resource_type:
-        raise ValueError("not a " + resource_type)
-    if resource_type == "Observation":
-        fast = fastparse.observation(data)  # same result as below for the shapes it accepts, ~10x faster
-        if fast is not None:
-            return fast
-    cls = model_class(resource_type)
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-    except (KeyError, TypeError, AttributeError, RecursionError) as exc:
-        # fhir_core itself trips on some input (an unknown contained resourceType is a KeyError):
-        # the entry is unreadable, not the panel.
-        raise ValueError(f"{resource_type} could not be validated ({type(exc).__name__})") from exc
-    shown = SHOWN_ELEMENTS.get(resource_type, frozenset())
-    dropped: set[str] = set()
-    for _round in range(3):
-        paths = [_repair(error, shown) for error in errors]
-        if not all(paths) or not _delete_paths(data, set(paths)):
-            break
-        dropped |= {str(e["loc"][0]) for e in errors if e.get("type") != "extra_forbidden"}
-        try:
-            resource = cls.model_validate(data)
-        except ValidationError as exc:
-            errors = exc.errors()
-            continue
-        except (KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise ValueError(f"{resource_type} could not be validated ({type(exc).__name__})") from exc
-        if dropped:  # names only: the values may be PHI
-            logger.info("%s: invalid elements not shown were dropped: %s", resource_type, sorted(dropped))
-        return resource
-    raise ValueError(f"{resource_type} failed validation ({len(errors)} problems)")
-
-
-# --- Pooled HTTP sessions -------------------------------------------------------------------
 
 
 def _port(parts: Any) -> int:
@@ -294,9 +65,6 @@ def session_for(base_url: str) -> requests.Session:
     return transport.session_for(base_url)
 
 
-# --- Results --------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Access:
     """One query as the audit trail sees it (no clinical values)."""
@@ -310,7 +78,6 @@ class Access:
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # one FHIR response; pages are capped far below this
 MAX_ERROR_BYTES = 1024 * 1024  # an error answer is read for its OperationOutcome text only
-MAX_LINKS = 100  # Bundle.link entries looked at (a page has a handful)
 
 
 @dataclass(frozen=True)
@@ -337,159 +104,8 @@ class _Paging:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Page:
-    """What one streamed search page yields: its matches up to the cap, unparsed, and its links."""
-
-    resource_type: Any = None
-    total: Any = None
-    links: list[Any] = field(default_factory=list)
-    matches: list[Any] = field(default_factory=list)  # entries that count towards the cap
-    warnings: list[str] = field(default_factory=list)
-    more: bool = False  # entries past the cap were left unread
-
-
-# --- Streaming a Bundle ---------------------------------------------------------------------
-
-_Events = Iterator[tuple[str, Any]]
-
-
-_OPEN = frozenset({"start_map", "start_array"})
-_CLOSE = frozenset({"end_map", "end_array"})
-
-
-def _value(events: _Events, event: str, value: Any) -> Any:
-    """Build the JSON value that starts with (event, value) from the event stream.
-
-    A tight loop rather than ijson.ObjectBuilder: it runs once per JSON token of every entry
-    within the cap, and is about three times faster.
-    """
-    if event == "start_map":
-        root: Any = {}
-    elif event == "start_array":
-        root = []
-    else:
-        return value
-    stack: list[Any] = [root]
-    keys: list[Any] = []
-    container, key = root, None
-    for event, value in events:
-        if event == "map_key":
-            key = value
-            continue
-        if event in _CLOSE:
-            stack.pop()
-            if not stack:
-                return root
-            container, key = stack[-1], keys.pop()
-            continue
-        item = {} if event == "start_map" else [] if event == "start_array" else value
-        if type(container) is dict:
-            container[key] = item
-        else:
-            container.append(item)
-        if event in _OPEN:
-            stack.append(item)
-            keys.append(key)
-            container = item
-    raise StopIteration  # the document ended inside the value: truncated
-
-
-def _skip(events: _Events, event: str) -> None:
-    """Pass over the JSON value that starts with `event`, building nothing."""
-    depth = event in _OPEN
-    while depth:
-        event = next(events)[0]
-        depth += event in _OPEN
-        depth -= event in _CLOSE
-
-
-def _read_links(events: _Events, event: str, value: Any) -> list[Any]:
-    if event != "start_array":
-        _skip(events, event)
-        return []
-    links: list[Any] = []
-    while True:
-        event, value = next(events)
-        if event == "end_array":
-            return links
-        if len(links) < MAX_LINKS:
-            links.append(_value(events, event, value))
-        else:
-            _skip(events, event)
-
-
-def _sort_entry(entry: Any, resource_type: str, page: _Page) -> None:
-    """An OperationOutcome becomes a warning, an _include'd or other resource is passed over, the
-    rest is a match to parse (valid or not, it counts towards the cap)."""
-    resource = entry.get("resource") if isinstance(entry, dict) else None
-    search = entry.get("search") if isinstance(entry, dict) else None
-    mode = search.get("mode") if isinstance(search, dict) else None
-    rtype = resource.get("resourceType") if isinstance(resource, dict) else None
-    if rtype == "OperationOutcome" or mode == "outcome":
-        text = outcome_diagnostics(resource)
-        if text:
-            page.warnings.append(text)
-        return
-    if mode == "include" or (rtype is not None and rtype != resource_type):
-        return  # _include'd or unrelated resources are not matches
-    page.matches.append(resource)
-
-
-def read_page(stream: Any, resource_type: str, cap: int) -> _Page:
-    """Stream one searchset Bundle: entries up to `cap` matches are built, the rest never parsed.
-
-    Once `cap` matches are in and another entry follows, reading stops (`more`): the search is
-    capped, so neither those entries nor anything after them is needed. Memory and time per page
-    then depend on the cap, not on what the server sends. Raises ValueError for anything but a
-    JSON object, InvalidResponse for a resource other than a Bundle.
-    """
-    page = _Page()
-    events: _Events = iter(ijson.basic_parse(stream, use_float=True, buf_size=transport.READ_CHUNK))
-    try:
-        event, value = next(events)
-        if event != "start_map":
-            raise ValueError("not a JSON object")
-        while True:
-            event, key = next(events)
-            if event == "end_map":
-                break
-            event, value = next(events)
-            if key == "entry" and event == "start_array":
-                while True:
-                    event, value = next(events)
-                    if event == "end_array":
-                        break
-                    if len(page.matches) >= cap:
-                        page.more = True
-                        return _checked(page)
-                    _sort_entry(_value(events, event, value), resource_type, page)
-            elif key == "link":
-                page.links = _read_links(events, event, value)
-            elif key in ("resourceType", "total") and event not in ("start_map", "start_array"):
-                setattr(page, "resource_type" if key == "resourceType" else "total", value)
-            else:
-                _skip(events, event)
-    except (ijson.JSONError, StopIteration, RecursionError) as exc:
-        raise ValueError("not JSON") from exc
-    if page.resource_type is None:
-        raise InvalidResponse("the search result is not a Bundle")
-    return _checked(page)
-
-
-def _checked(page: _Page) -> _Page:
-    # resourceType may follow the entries (JSON objects are unordered): a page cut at the cap
-    # before it is taken for the Bundle its entries show it to be.
-    if page.resource_type is not None and page.resource_type != "Bundle":
-        raise InvalidResponse("the search result is not a Bundle")
-    return page
-
-
 def _read_json(stream: transport.Body) -> Any:
     return json.loads(stream.read_all())
-
-
-# --- Client ---------------------------------------------------------------------------------
 
 
 class FhirClient:
@@ -605,7 +221,7 @@ class FhirClient:
                 seen.add(url)
                 cap = max_entries - len(acc.resources) - acc.skipped
 
-                def reader(stream: transport.Body, cap: int = cap) -> _Page:
+                def reader(stream: transport.Body, cap: int = cap) -> Page:
                     return read_page(stream, resource_type, cap)
 
                 page, status = self._get(url, reader)
@@ -670,7 +286,7 @@ class FhirClient:
         base_path = self._base.path.rstrip("/")
         return parts.path == base_path or parts.path.startswith(base_path + "/")
 
-    def _collect(self, page: _Page, resource_type: str, acc: _Paging) -> None:
+    def _collect(self, page: Page, resource_type: str, acc: _Paging) -> None:
         """Parse a page's matches (after its response is closed: parsing is not EHR wait time)."""
         acc.warnings.extend(page.warnings)
         with fastparse.shared_elements():
