@@ -226,7 +226,7 @@ class FhirClient:
 
                 page, status = self._get(url, reader)
                 pages += 1
-                if pages == 1 and isinstance(page.total, int) and page.total >= 0:
+                if pages == 1 and type(page.total) is int and page.total >= 0:  # JSON true is no count
                     total = page.total
                 self._collect(page, resource_type, acc)
                 if page.more:

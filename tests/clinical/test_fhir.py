@@ -109,6 +109,13 @@ def test_an_absurdly_nested_body_is_an_invalid_response_not_a_crash():
 
 
 @responses.activate
+@pytest.mark.parametrize("sent", [True, -1, "12", 2.5])
+def test_a_total_that_is_not_a_count_is_no_total(sent):
+    responses.get(f"{BASE}/Observation", json=page([obs(1)], total=sent))
+    assert client().search("Observation", {"patient": "pat-1"}).total is None
+
+
+@responses.activate
 def test_it_pages_until_the_entry_cap_and_reports_the_total():
     c = client(page_size=3, max_pages=10, max_entries=5)
     responses.get(
