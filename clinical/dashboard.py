@@ -23,6 +23,7 @@ from clinical.labs import build_labs, lab_groups
 from clinical.parallel import run_parallel
 from clinical.readings import (
     LOINC,
+    Attention,
     Measure,
     Person,
     When,
@@ -162,10 +163,9 @@ class Dashboard:
     accesses: tuple[fhir.Access, ...] = ()
     person: Person = field(default_factory=Person)
 
-    @cached_property  # read twice by the template (recent, older)
-    def attention(self) -> tuple[list[Measure], list[Measure]]:
-        """The abnormal-results strip (recent, older): a summary of the panels below, which keep
-        their order."""
+    @cached_property  # read several times by the template
+    def attention(self) -> Attention:
+        """The abnormal-results strip: a summary of the panels below, which keep their order."""
         return abnormal(self.vitals.measures, self.labs.measures)
 
     @property

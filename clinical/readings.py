@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from clinical import display
@@ -501,14 +502,25 @@ def since_text(previous: When | None, latest: When | None) -> str:
 
 # Body size is a chronic state, charted, never an alert in the strip (whoever flagged it).
 _NOT_IN_STRIP = {"weight", "height", "bmi", "head"}
-RECENT_STRIP = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The abnormal-results strip: what is recent, what is older (folded), and where recent starts."""
+
+    recent: list[Measure]
+    older: list[Measure]
+    since: datetime  # results from this moment on are "recent"
 
 
 def abnormal(
     vitals: Sequence[Measure], labs: Sequence[Measure], now: datetime | None = None
-) -> tuple[list[Measure], list[Measure]]:
-    """The abnormal-results strip: (recent, older). Critical first, then abnormal labs, then flagged
-    vitals, newest first in each; results older than 30 days (but not stale) are listed apart."""
+) -> Attention:
+    """The abnormal-results strip. Critical first, then abnormal labs, then flagged vitals, newest
+    first in each. Recent means the last CLINICAL_ATTENTION_DAYS or, when the newest results are
+    older than that (an outpatient seen every few months), since the day they were taken: the
+    latest visit's results are never folded away as "older". Critical results are always recent.
+    """
     now = now or timezone.now()
     picked = []
     for tier, measures in ((0, labs), (1, vitals)):
@@ -519,9 +531,15 @@ def abnormal(
             picked.append((0 if m.severity == 0 else 1 + tier, -stamp, m))
     picked.sort(key=lambda item: (item[0], item[1]))
     ordered = [m for _t, _s, m in picked]
-    cutoff = now - RECENT_STRIP
-    recent = [m for m in ordered if m.severity == 0 or (m.latest.when and m.latest.when.sort_key >= cutoff)]
-    return recent, [m for m in ordered if m not in recent]
+    since = now - timedelta(days=settings.CLINICAL_ATTENTION_DAYS)
+    newest = max(
+        (m.latest.when.sort_key for m in (*vitals, *labs) if m.latest.when and not m.stale), default=None
+    )
+    if newest is not None and newest < since:
+        zone = timezone.get_default_timezone()
+        since = newest.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    recent = [m for m in ordered if m.severity == 0 or (m.latest.when and m.latest.when.sort_key >= since)]
+    return Attention(recent, [m for m in ordered if m not in recent], since)
 
 
 def not_judged(labs: Sequence[Measure]) -> int:

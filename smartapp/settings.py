@@ -344,6 +344,7 @@ def _clinical_numbers(name: str, count: int) -> tuple[Decimal, ...]:
 
 CLINICAL_STALE_VITALS_DAYS = env.int("CLINICAL_STALE_VITALS_DAYS", default=365)
 CLINICAL_STALE_LABS_DAYS = env.int("CLINICAL_STALE_LABS_DAYS", default=365)
+CLINICAL_ATTENTION_DAYS = env.int("CLINICAL_ATTENTION_DAYS", default=30)
 CLINICAL_HR_RANGE = _clinical_numbers("CLINICAL_HR_RANGE", 2)
 CLINICAL_RR_RANGE = _clinical_numbers("CLINICAL_RR_RANGE", 2)
 (CLINICAL_SPO2_LOW,) = _clinical_numbers("CLINICAL_SPO2_LOW", 1)
@@ -353,7 +354,7 @@ CLINICAL_BP_HIGH = _clinical_numbers("CLINICAL_BP_HIGH", 2)
 CLINICAL_BP_VERY_HIGH = _clinical_numbers("CLINICAL_BP_VERY_HIGH", 2)
 (CLINICAL_SYSTOLIC_LOW,) = _clinical_numbers("CLINICAL_SYSTOLIC_LOW", 1)
 (CLINICAL_MAP_LOW,) = _clinical_numbers("CLINICAL_MAP_LOW", 1)
-for _name in ("CLINICAL_STALE_VITALS_DAYS", "CLINICAL_STALE_LABS_DAYS"):
+for _name in ("CLINICAL_STALE_VITALS_DAYS", "CLINICAL_STALE_LABS_DAYS", "CLINICAL_ATTENTION_DAYS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
 for _name in ("CLINICAL_HR_RANGE", "CLINICAL_RR_RANGE"):

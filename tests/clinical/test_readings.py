@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from clinical.fhir import parse_resource
 from clinical.labs import build_labs, lab_groups
@@ -160,8 +160,8 @@ def test_the_strip_puts_critical_first_then_labs_then_vitals_and_leaves_out_stal
         NOW,
     )
     vitals = build_vitals([obs("8867-4", "2026-11-28T09:00:00Z", 120, ucum="/min")], "", ADULT, NOW)
-    recent, older = abnormal(vitals, labs, NOW)
-    assert [m.key for m in recent] == ["potassium", "glucose", "hr"] and older == []
+    strip = abnormal(vitals, labs, NOW)
+    assert [m.key for m in strip.recent] == ["potassium", "glucose", "hr"] and strip.older == []
 
 
 def test_a_childs_normal_vitals_are_not_flagged_by_adult_rules():
@@ -199,8 +199,31 @@ def test_older_abnormal_results_and_body_size_stay_out_of_the_recent_strip():
     vitals = build_vitals(
         [obs("39156-5", "2026-11-28T09:00:00Z", 31.2, ucum="kg/m2", interpretation=high)], "", ADULT, NOW
     )
-    recent, older = abnormal(vitals, labs, NOW)
-    assert recent == [] and [m.key for m in older] == ["hba1c"]
+    strip = abnormal(vitals, labs, NOW)
+    assert strip.recent == [] and [m.key for m in strip.older] == ["hba1c"]
+    assert strip.since == NOW - timedelta(days=30)
+
+
+def test_an_outpatients_last_visit_is_recent_however_long_ago_it_was(settings):
+    settings.TIME_ZONE = "America/New_York"
+    high = [{"coding": [{"code": "H"}]}]
+    labs = build_labs(
+        [
+            obs("2823-3", "2026-10-12T14:30:00Z", 5.4, ucum="mmol/L", interpretation=high),  # last visit
+            obs("4548-4", "2026-06-01", 7.4, ucum="%", interpretation=high),  # the visit before
+        ],
+        "",
+        ADULT,
+        NOW,
+    )
+    vitals = build_vitals(
+        [obs("8867-4", "2026-10-12T13:55:00Z", 112, ucum="/min")], "", ADULT, NOW
+    )
+    strip = abnormal(vitals, labs, NOW)
+    assert [m.key for m in strip.recent] == ["potassium", "hr"] and [m.key for m in strip.older] == ["hba1c"]
+    assert strip.since.isoformat() == "2026-10-12T00:00:00-04:00"  # that day, in the app's zone
+    settings.CLINICAL_ATTENTION_DAYS = 60  # a longer window simply counts back from now
+    assert abnormal(vitals, labs, NOW).since == NOW - timedelta(days=60)
 
 
 def test_labs_keep_a_fixed_clinical_order_kidney_first_creatinine_beside_egfr():
