@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clinical import capabilities, display, fhir
-from clinical.labs import build_labs, lab_groups
+from clinical.labs import build_labs
 from clinical.parallel import run_parallel
 from clinical.readings import (
     LOINC,
@@ -35,6 +35,7 @@ from clinical.readings import (
     observation_effective,
     reference_id,
 )
+from clinical.reports import LAB_CATEGORY, LabGroup, Report, group_labs, read_report
 from clinical.vitals import build_vitals
 from smartapp import scopes
 
@@ -114,12 +115,15 @@ class MeasuresPanel:
     measures: tuple[Measure, ...] = ()
 
     @property
-    def groups(self) -> list[tuple[str, list[Measure]]]:
-        return lab_groups(self.measures)
+    def groups(self) -> tuple[LabGroup, ...]:
+        """Labs: by report where the EHR sent reports, else by category (clinical/reports.py)."""
+        return self.grouped if self.grouped is not None else group_labs(self.measures)[0]
 
     missing: tuple[str, ...] = ()  # measures asked for that have no value
     capped: tuple[str, ...] = ()  # measures with more readings than were fetched
     per_measure: int = 0  # readings fetched per measure (the cap `capped` refers to)
+    grouped: tuple[LabGroup, ...] | None = None  # labs: the groups, when built with the reports
+    text_reports: tuple[Report, ...] = ()  # labs: reports with no structured results
 
 
 @dataclass(frozen=True)
@@ -493,6 +497,7 @@ class Query:
     params: tuple[tuple[str, str], ...] = ()
     max_entries: int | None = None  # None: the client's cap; otherwise one page of this size
     operation: str = ""  # a searchset operation on the type ("lastn")
+    optional: bool = False  # refines a panel: not granted or failing, the panel does without it
 
     @property
     def panel(self) -> str:
@@ -530,6 +535,17 @@ def plan_queries(
     if "labs" in panels and not lastn:
         params = _category_params(patient_id, "laboratory")
         queries.append(Query("labs", "Observation", params=tuple(params.items())))
+    if "labs" in panels:
+        # The lab's own grouping of the results, newest first; without it labs group by category.
+        params = {"patient": patient_id, "category": LAB_CATEGORY, "_sort": "-date"}
+        query = Query(
+            "labs:reports",
+            "DiagnosticReport",
+            params=tuple(params.items()),
+            max_entries=settings.FHIR_REPORT_COUNT,
+            optional=True,
+        )
+        queries.append(query)
     if "problems" in panels:
         # Condition has no `date` search parameter, so no _sort: sorted here instead.
         queries.append(Query("problems", "Condition", params=(("patient", patient_id),)))
@@ -548,6 +564,21 @@ _WHAT = {
     "labs": "lab results",
     "problems": "the problem list",
 }
+
+
+def lab_reports(value: Any, base_url: str) -> tuple[Report, ...] | None:
+    """The lab reports a wave fetched, or None (not asked, not granted, failed): labs then group
+    by category, and the panel says nothing about it. A failure is logged without PHI."""
+    if isinstance(value, fhir.SearchResult):
+        return tuple(r for r in (read_report(res, base_url) for res in value.resources) if r is not None)
+    if isinstance(value, Exception):
+        status = getattr(value, "status_code", None)
+        logger.warning(
+            "lab reports not loaded (%s%s); labs grouped by category",
+            type(value).__name__,
+            f", HTTP {status}" if status else "",
+        )
+    return None
 
 
 def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Person) -> MeasuresPanel:
@@ -656,6 +687,9 @@ def build_dashboard(
         params = dict(query.params)
         grant = scopes.check(granted_scopes, rtype, "search", levels=levels, params=params)
         if not grant.allowed:
+            if query.optional:
+                logger.debug("%s not granted: %s left out", rtype, query.name)
+                continue
             outcome[query.name] = _not_authorized(scopes.describe(rtype, levels))
             continue
         search = {**params, **dict(grant.restrictions)}
@@ -673,6 +707,8 @@ def build_dashboard(
                 client.search(q.resource_type, p), patient_id
             )
 
+    if isinstance(outcome.get("labs"), PanelState):
+        tasks.pop("labs:reports", None)  # no labs to group
     outcome.update(run_parallel(tasks, max_workers or settings.FHIR_MAX_WORKERS))
 
     def built(name: str, make: Callable[[Any], Any]) -> Any:
@@ -693,7 +729,10 @@ def build_dashboard(
     ) and getattr(patient, "id", patient_id) in (None, patient_id) else Person()
 
     def labs(r: fhir.SearchResult) -> MeasuresPanel:
-        return MeasuresPanel(_measures_state(r), build_labs(r.resources, encounter_id, person))
+        measures = build_labs(r.resources, encounter_id, person)
+        found = lab_reports(outcome.get("labs:reports"), client.base_url)
+        grouped, text_reports = group_labs(measures, r.resources, found)
+        return MeasuresPanel(_measures_state(r), measures, grouped=grouped, text_reports=text_reports)
 
     def panel(value: Any, cls: type) -> Any:
         if value is None:
