@@ -142,18 +142,21 @@ _PANEL_SPECIMEN = re.compile(r"\spanel\b(.*?)\s+-\s+[^-]+$")
 def report_name(
     text: str | None, codings: Sequence[tuple[str | None, str | None, str | None]]
 ) -> tuple[str, str]:
-    """(short, full) for a report's code: its text first (what the ordering system calls it),
-    else the common panel's short name, else the test's (a single-test report: "HbA1c"), else
-    the display with the panel year and specimen dropped. `full` as in `clinical_name`."""
+    """(short, full) for a report's code: its text first (what the ordering system calls it)
+    unless it only repeats a coding's display (Synthea copies the LOINC long name there), else
+    the common panel's short name, else the test's (a single-test report: "HbA1c"), else the
+    display with the panel year and specimen dropped. `full` as in `clinical_name`."""
     text = (text or "").strip()
-    longest = max([text] + [(d or "").strip() for _s, _c, d in codings], key=len)
+    displays = [(d or "").strip() for _s, _c, d in codings]
+    longest = max([text, *displays], key=len)
     panel = next((PANEL_NAMES[c] for s, c, _d in codings if c in PANEL_NAMES and s in (LOINC, None)), "")
-    if text:
+    if text and text not in displays:
         short = strip_semantic_tag(text)
     elif panel:
         short = panel
     else:
         short, _full = clinical_name(None, codings)
+        short = short or strip_semantic_tag(text)
         if any(s == LOINC and (d or "").strip() == short for s, _c, d in codings):
             short = _PANEL_SPECIMEN.sub(r" panel\1", _PANEL_YEAR.sub("", short))
     return short, ("" if longest in ("", short) else longest)

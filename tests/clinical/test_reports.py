@@ -236,6 +236,8 @@ CMP_LONG = "Comprehensive metabolic 2000 panel - Serum or Plasma"
     [
         ("Basic Metabolic Panel", ("24321-2", BMP_LONG), "Basic Metabolic Panel"),  # the EHR's own name
         (None, ("24321-2", BMP_LONG), "Basic metabolic panel"),
+        (BMP_LONG, ("24321-2", BMP_LONG), "Basic metabolic panel"),  # Synthea: text = the long name
+        ("Lipid Panel", ("57698-3", "Lipid Panel"), "Lipid panel"),
         (None, ("51990-0", "Basic metabolic panel - Blood"), "Basic metabolic panel"),
         (None, ("24323-8", CMP_LONG), "Comprehensive metabolic panel"),
         (None, ("58410-2", "CBC panel - Blood by Automated count"), "CBC"),
