@@ -566,6 +566,18 @@ _WHAT = {
 }
 
 
+def _one_page(client: fhir.FhirClient, query: Query, params: dict[str, str]) -> fhir.SearchResult:
+    """One page of `query`. An optional query refused outright (HTTP 400: some servers reject a
+    `_sort` they do not support) is asked once more without `_sort`; it is sorted here anyway."""
+    try:
+        return client.search(query.resource_type, params, max_pages=1, max_entries=query.max_entries)
+    except fhir.BadRequest:
+        if not query.optional or "_sort" not in params:
+            raise
+        unsorted = {k: v for k, v in params.items() if k != "_sort"}
+        return client.search(query.resource_type, unsorted, max_pages=1, max_entries=query.max_entries)
+
+
 def lab_reports(value: Any, base_url: str) -> tuple[Report, ...] | None:
     """The lab reports a wave fetched, or None (not asked, not granted, failed): labs then group
     by category, and the panel says nothing about it. A failure is logged without PHI."""
@@ -699,9 +711,7 @@ def build_dashboard(
             )
         elif query.max_entries:
             search["_count"] = str(query.max_entries)
-            tasks[query.name] = lambda q=query, p=search: only_patient(
-                client.search(q.resource_type, p, max_pages=1, max_entries=q.max_entries), patient_id
-            )
+            tasks[query.name] = lambda q=query, p=search: only_patient(_one_page(client, q, p), patient_id)
         else:
             tasks[query.name] = lambda q=query, p=search: only_patient(
                 client.search(q.resource_type, p), patient_id
@@ -730,8 +740,12 @@ def build_dashboard(
 
     def labs(r: fhir.SearchResult) -> MeasuresPanel:
         measures = build_labs(r.resources, encounter_id, person)
-        found = lab_reports(outcome.get("labs:reports"), client.base_url)
-        grouped, text_reports = group_labs(measures, r.resources, found)
+        try:
+            found = lab_reports(outcome.get("labs:reports"), client.base_url)
+            grouped, text_reports = group_labs(measures, r.resources, found)
+        except Exception as exc:  # the optional reports must never cost the labs themselves
+            logger.error("lab report grouping failed (%s); labs grouped by category", type(exc).__name__)
+            grouped, text_reports = group_labs(measures)
         return MeasuresPanel(_measures_state(r), measures, grouped=grouped, text_reports=text_reports)
 
     def panel(value: Any, cls: type) -> Any:

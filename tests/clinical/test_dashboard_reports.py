@@ -11,7 +11,7 @@ import responses
 from django.urls import reverse
 from responses import matchers
 
-from clinical import fhir
+from clinical import dashboard, fhir
 from clinical.dashboard import build_dashboard
 from clinical.reports import LAB_CATEGORY
 from smartapp.models import AuditEvent
@@ -103,6 +103,35 @@ def test_a_failing_report_query_leaves_the_labs_as_they_were(answer, caplog):
     logged = [r for r in caplog.records if "lab reports not loaded" in r.getMessage()]
     assert len(logged) == 1 and "grouped by category" in logged[0].getMessage()
     assert TOKEN not in caplog.text and "pat-1" not in caplog.text and "No PDFs" not in caplog.text
+
+
+@responses.activate
+def test_a_server_refusing_the_sort_is_asked_again_without_it():
+    register_all(responses)
+    base = {"patient": "pat-1", "category": LAB_CATEGORY, "_count": "100"}
+    refused = {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "_sort is not supported"}]}
+    sorted_query = [matchers.query_param_matcher({**base, "_sort": "-date"})]
+    responses.get(REPORTS_URL, status=400, json=refused, match=sorted_query)
+    responses.get(REPORTS_URL, json=load("reports"), match=[matchers.query_param_matcher(base)])
+    d = build()
+    assert d.labs.groups[0].title == "Basic metabolic panel"  # ordered here, not by the server
+    outcomes = [a.outcome for a in d.accesses if a.resource_type == "DiagnosticReport"]
+    assert sorted(outcomes) == ["error", "ok"] and len(reports_calls()) == 2
+
+
+@responses.activate
+def test_a_bug_while_grouping_by_report_still_shows_the_labs(monkeypatch, caplog):
+    register_all(responses)
+    responses.get(REPORTS_URL, json=load("reports"))
+
+    def broken(*args, **kwargs):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(dashboard, "lab_reports", broken)
+    with caplog.at_level(logging.ERROR, logger="clinical"):
+        d = build()
+    assert layout(d.labs) == CATEGORY_LAYOUT and d.labs.state.ok
+    assert "lab report grouping failed (KeyError)" in caplog.text
 
 
 @responses.activate
