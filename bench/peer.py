@@ -3,7 +3,7 @@
 (a) our clinical.fhir client, all the dashboard's queries in one parallel wave (as it runs them);
 (b) the same client forced sequential (one worker);
 (c) the SMART project's `fhirclient` library (the peer baseline), sequential as its API is.
-Each does the same work, the queries `clinical.dashboard.plan_queries` lists: the Patient and
+Each does the same work, the queries `clinical.queries.plan_queries` lists: the Patient and
 Encounter reads, one vital-signs search per measure (one page each), the laboratory search (paged
 up to the same entry cap as ours), the lab reports (one page) and the Condition search, parsed
 into that client's models.
@@ -18,7 +18,7 @@ from typing import Any
 
 def dashboard_queries(patient: str, encounter: str) -> list[Any]:
     """The queries clinical.dashboard.build_dashboard makes for a patient (and encounter)."""
-    from clinical.dashboard import plan_queries
+    from clinical.queries import plan_queries
 
     return plan_queries(patient, encounter)
 
