@@ -3,9 +3,10 @@
 (a) our clinical.fhir client, all the dashboard's queries in one parallel wave (as it runs them);
 (b) the same client forced sequential (one worker);
 (c) the SMART project's `fhirclient` library (the peer baseline), sequential as its API is.
-Each does the same work, the queries `clinical.dashboard.plan_queries` lists: the Patient and
+Each does the same work, the queries `clinical.queries.plan_queries` lists: the Patient and
 Encounter reads, one vital-signs search per measure (one page each), the laboratory search (paged
-up to the same entry cap as ours) and the Condition search, parsed into that client's models.
+up to the same entry cap as ours), the lab reports (one page) and the Condition search, parsed
+into that client's models.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 def dashboard_queries(patient: str, encounter: str) -> list[Any]:
     """The queries clinical.dashboard.build_dashboard makes for a patient (and encounter)."""
-    from clinical.dashboard import plan_queries
+    from clinical.queries import plan_queries
 
     return plan_queries(patient, encounter)
 
@@ -52,12 +53,19 @@ def fhirclient_run(fhir_base: str, token: str, queries: list[Any]) -> Callable[[
     from django.conf import settings
     from fhirclient.auth import FHIROAuth2Auth
     from fhirclient.models.condition import Condition
+    from fhirclient.models.diagnosticreport import DiagnosticReport
     from fhirclient.models.encounter import Encounter
     from fhirclient.models.observation import Observation
     from fhirclient.models.patient import Patient
     from fhirclient.server import FHIRServer
 
-    models = {"Patient": Patient, "Encounter": Encounter, "Observation": Observation, "Condition": Condition}
+    models = {
+        "Patient": Patient,
+        "Encounter": Encounter,
+        "Observation": Observation,
+        "Condition": Condition,
+        "DiagnosticReport": DiagnosticReport,
+    }
     server = FHIRServer(None, base_uri=fhir_base)  # one requests.Session: connection reuse, as ours
     auth = FHIROAuth2Auth()
     auth.access_token = token

@@ -25,7 +25,7 @@ ENCOUNTER = "enc-chen-current"
 BIG_PATIENT = "pat-brooks"
 LAUNCH_SCOPE = (
     "launch openid fhirUser patient/Patient.rs patient/Encounter.rs "
-    "patient/Observation.rs patient/Condition.rs"
+    "patient/Observation.rs patient/Condition.rs patient/DiagnosticReport.rs"
 )
 _DASHBOARD_RE = re.compile(r"/c/[\w-]+/$")
 

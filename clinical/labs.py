@@ -46,6 +46,12 @@ def _cancel_reason(obs: Any) -> str:
     return "no reason given"
 
 
+def lab_key(obs: Any) -> str:
+    """The measure an Observation belongs to: a known test by its LOINC codes, else its code."""
+    measure = display.measure_for(codes_of(obs.code, LOINC))
+    return measure.key if measure is not None else concept_key(obs.code)
+
+
 LAB_GROUP_ORDER = (
     "Kidney",
     "Electrolytes",
@@ -113,8 +119,7 @@ def build_labs(
     cancelled: dict[str, list[tuple[When | None, str]]] = {}
     for obs in observations:
         if obs.status == "cancelled":
-            measure = display.measure_for(codes_of(obs.code, LOINC))
-            key = measure.key if measure is not None else concept_key(obs.code)
+            key = lab_key(obs)
             cancelled.setdefault(key, []).append((observation_when(obs), _cancel_reason(obs)))
             continue
         if obs.status in EXCLUDED_STATUSES:

@@ -115,6 +115,53 @@ def clinical_name(
     return short, ("" if longest in ("", short) else longest)
 
 
+# Short names of the common lab panels a DiagnosticReport is coded with (LOINC long names are
+# "Basic metabolic 2000 panel - Serum or Plasma"). Reference: https://loinc.org (each code's page)
+PANEL_NAMES = {
+    "24320-4": "Basic metabolic panel",  # Basic metabolic 1998 panel - Serum or Plasma
+    "24321-2": "Basic metabolic panel",  # Basic metabolic 2000 panel - Serum or Plasma
+    "51990-0": "Basic metabolic panel",  # Basic metabolic panel - Blood
+    "24323-8": "Comprehensive metabolic panel",  # Comprehensive metabolic 2000 panel - Serum or Plasma
+    "24362-6": "Renal function panel",  # Renal function 2000 panel - Serum or Plasma
+    "24325-3": "Hepatic function panel",  # Hepatic function 2000 panel - Serum or Plasma
+    "58410-2": "CBC",  # CBC panel - Blood by Automated count
+    "57021-8": "CBC with differential",  # CBC W Auto Differential panel - Blood
+    "57782-5": "CBC with manual differential",  # CBC W Ordered Manual Differential panel - Blood
+    "24331-1": "Lipid panel",  # Lipid 1996 panel - Serum or Plasma
+    "57698-3": "Lipid panel",  # Lipid panel with direct LDL - Serum or Plasma
+    "24348-5": "Thyroid function panel",  # Thyroid function 2000 panel - Serum or Plasma
+    "24356-8": "Urinalysis",  # Urinalysis complete panel - Urine
+    "24357-6": "Urinalysis (dipstick)",  # Urinalysis macro (dipstick) panel - Urine
+}
+# A LOINC panel's long name: the year of its definition and the specimen are not what a
+# clinician calls it ("Electrolytes 1998 panel - Serum or Plasma" is an electrolytes panel).
+_PANEL_YEAR = re.compile(r"\s(?:19|20)\d\d(?=\spanel\b)")
+_PANEL_SPECIMEN = re.compile(r"\spanel\b(.*?)\s+-\s+[^-]+$")
+
+
+def report_name(
+    text: str | None, codings: Sequence[tuple[str | None, str | None, str | None]]
+) -> tuple[str, str]:
+    """(short, full) for a report's code: its text first (what the ordering system calls it)
+    unless it only repeats a coding's display (Synthea copies the LOINC long name there), else
+    the common panel's short name, else the test's (a single-test report: "HbA1c"), else the
+    display with the panel year and specimen dropped. `full` as in `clinical_name`."""
+    text = (text or "").strip()
+    displays = [(d or "").strip() for _s, _c, d in codings]
+    longest = max([text, *displays], key=len)
+    panel = next((PANEL_NAMES[c] for s, c, _d in codings if c in PANEL_NAMES and s in (LOINC, None)), "")
+    if text and text not in displays:
+        short = strip_semantic_tag(text)
+    elif panel:
+        short = panel
+    else:
+        short, _full = clinical_name(None, codings)
+        short = short or strip_semantic_tag(text)
+        if any(s == LOINC and (d or "").strip() == short for s, _c, d in codings):
+            short = _PANEL_SPECIMEN.sub(r" panel\1", _PANEL_YEAR.sub("", short))
+    return short, ("" if longest in ("", short) else longest)
+
+
 # Reference: https://terminology.hl7.org/ValueSet-v3-ActEncounterCode.html
 _ENCOUNTER_CLASSES = {
     "AMB": "Ambulatory",

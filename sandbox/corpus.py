@@ -15,13 +15,28 @@ matters, are listed in sandbox/README.md:
 
 from __future__ import annotations
 
+import base64
 import random
 import string
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from sandbox.codes import ACT, COND_CAT, COND_CLIN, COND_VER, ICD10, INTERP, LOINC, MRN, OBS_CAT, SNOMED, UCUM
+from sandbox.codes import (
+    ACT,
+    COND_CAT,
+    COND_CLIN,
+    COND_VER,
+    FHIR_BASE_TOKEN,
+    ICD10,
+    INTERP,
+    LOINC,
+    MRN,
+    OBS_CAT,
+    SNOMED,
+    UCUM,
+    V2_0074,
+)
 
 GENDER = "http://terminology.hl7.org/CodeSystem/v3-AdministrativeGender"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -199,6 +214,20 @@ SYNTHEA_CONDITIONS = [
     ("73595000", "Stress (finding)", 0.9, None),
     ("314529007", "Medication review due (situation)", 0.05, None),
 ]
+
+
+# Synthea's lab reports: the panel's LOINC code with its long name as display and as text.
+SYNTHEA_REPORTS = {
+    "cbc": ("58410-2", "CBC panel - Blood by Automated count"),
+    "bmp": ("51990-0", "Basic metabolic panel - Blood"),
+    "cmp": ("24323-8", "Comprehensive metabolic 2000 panel - Serum or Plasma"),
+    "lipid": ("57698-3", "Lipid Panel"),
+}
+SYNTHEA_LAB = "Organization?identifier=https://github.com/synthetichealth/synthea|b1ddf812-1fdd-3adf-b1d5-32cc8bd07ebb"
+
+
+def _lab_category() -> list[dict]:
+    return [_cc(_coding(V2_0074, "LAB", "Laboratory"))]
 
 
 def _synthea_time(dt: datetime) -> str:
@@ -427,23 +456,88 @@ def _synthea(resources: list[dict], rng: random.Random, anchor: datetime) -> Non
         eid, start = visits[-1]
         draws.append((eid, start + timedelta(minutes=25)))
     last_year = None
+    def report(n: int, kind: str, eid: str, when: datetime, observations: list[dict]) -> None:
+        # Synthea writes `urn:uuid:` references in its bundles; a server that loaded them answers
+        # with `Observation/<id>`, as here. The id does not draw from `rng` (the rest stays put).
+        code, display = SYNTHEA_REPORTS[kind]
+        resources.append(
+            {
+                "resourceType": "DiagnosticReport",
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{pid}:{n}:{kind}")),
+                "status": "final",
+                "category": _lab_category(),
+                "code": {"coding": [_coding(LOINC, code, display)], "text": display},
+                "subject": subject,
+                "encounter": _ref("Encounter", eid),
+                "effectiveDateTime": _synthea_time(when),
+                "issued": when.astimezone(SYNTHEA_TZ).isoformat(timespec="milliseconds"),
+                "performer": [{"reference": SYNTHEA_LAB, "display": "WORCESTER PRIMARY CARE ASSOCIATES"}],
+                "result": [
+                    {"reference": f"Observation/{o['id']}", "display": o["code"]["coding"][0]["display"]}
+                    for o in observations
+                ],
+            }
+        )
+
     for n, (eid, when) in enumerate(draws):
         final = n == len(draws) - 1
         edge = final or n == 0  # the first and the last kidney values are the ones to quote
+        mark = len(resources)
         for spec in SYNTHEA_CBC + SYNTHEA_BMP + [SYNTHEA_A1C]:
             *_, begin, end, sd = spec
             quantity(eid, when, "laboratory", spec, max(trend(begin, end, when) + rng.gauss(0, sd), 0.1))
+        cbc = resources[mark : mark + len(SYNTHEA_CBC)]
+        bmp = resources[mark + len(SYNTHEA_CBC) : mark + len(SYNTHEA_CBC) + len(SYNTHEA_BMP)]
         egfr = trend(142, 37, when, 1.4) + (rng.uniform(-0.4, 0.4) if edge else rng.gauss(0, 2.5))
         creatinine = trend(0.74, 2.27, when, 1.8) + (rng.uniform(-0.01, 0.01) if edge else rng.gauss(0, 0.05))
         quantity(eid, when, "laboratory", CREATININE, creatinine)
+        bmp.append(resources[-1])
         quantity(eid, when, "laboratory", EGFR, egfr)
+        bmp.append(resources[-1])  # in the metabolic panel, as Synthea lists it
         if (n % 3 == 0 and when > anchor - timedelta(days=6 * 365)) or final:
             quantity(eid, when, "laboratory", CREATININE_CLEARANCE, egfr * 1.36 * (1 + rng.gauss(0, 0.03)))
+        report(n, "cbc", eid, when, cbc)
         if when.year != last_year:
             last_year = when.year
+            mark = len(resources)
             for spec in SYNTHEA_CMP_EXTRA + SYNTHEA_YEARLY:
                 *_, begin, end, sd = spec
                 quantity(eid, when, "laboratory", spec, max(trend(begin, end, when) + rng.gauss(0, sd), 0.1))
+            extra = resources[mark : mark + len(SYNTHEA_CMP_EXTRA)]
+            lipids = resources[mark + len(SYNTHEA_CMP_EXTRA) : mark + len(SYNTHEA_CMP_EXTRA) + 4]
+            report(n, "cmp", eid, when, bmp + extra)  # HbA1c, TSH, urine ratio, clearance: in none
+            report(n, "lipid", eid, when, lipids)
+        else:
+            report(n, "bmp", eid, when, bmp)
+
+    # Synthea exports each visit's note as a DiagnosticReport too, under LOINC note categories
+    # (not LAB): the app's category=LAB search must leave it out.
+    eid, start = visits[-1]
+    note_code = [
+        _coding(LOINC, "34117-2", "History and physical note"),
+        _coding(LOINC, "51847-2", "Evaluation+Plan note"),
+    ]
+    note = "# Chief Complaint\nNo complaints.\n\n# Assessment and Plan\nChronic kidney disease stage 3."
+    resources.append(
+        {
+            "resourceType": "DiagnosticReport",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{pid}:note")),
+            "status": "final",
+            "category": [{"coding": note_code}],
+            "code": {"coding": note_code},
+            "subject": subject,
+            "encounter": _ref("Encounter", eid),
+            "effectiveDateTime": _synthea_time(start),
+            "issued": start.astimezone(SYNTHEA_TZ).isoformat(timespec="milliseconds"),
+            "performer": [{"display": "Dr. Priya Patel"}],
+            "presentedForm": [
+                {
+                    "contentType": "text/plain; charset=utf-8",
+                    "data": base64.b64encode(note.encode()).decode(),
+                }
+            ],
+        }
+    )
 
     for code, fsn, years, resolved_after in SYNTHEA_CONDITIONS:
         onset = anchor - timedelta(days=years * 365.25)
@@ -842,8 +936,10 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
         return obs(epic_id(), eid, when, lab_cat, code, status=status, performer=[jones], **fields)
 
     # Office labs every other visit: a creatinine creeping up, the eGFR falling (first ">=90").
+    office_draws: list[tuple[str, list[dict]]] = []  # for the lab's reports, below
     for n, (eid, start) in enumerate(visits[::2]):
         when = start + timedelta(minutes=35)
+        mark = len(resources)
         creat = [0.71, 0.84, 0.97, 1.12, 1.24][n]
         lab(
             eid,
@@ -917,8 +1013,11 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
             interpretation=_interp("N"),
         )
 
+        office_draws.append((eid, resources[mark:]))
+
     # The ED visit: critical low glucose, a urinalysis, a COVID-19 PCR.
     when = ed_start + timedelta(minutes=31)
+    mark = len(resources)
     lab(
         ed,
         when,
@@ -970,9 +1069,12 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
         referenceRange=[{"text": "0.0 - 0.9 mg/dL"}],
     )
 
+    ed_labs = resources[mark:]
+
     # The admission: a critical potassium, labs with flags but no range, a preliminary CBC,
     # a cancelled repeat potassium (the newest of its code) and a glucose entered in error.
     when = admit + timedelta(minutes=42)
+    mark = len(resources)
     lab(
         current,
         when,
@@ -1028,7 +1130,9 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
         valueQuantity=_qty(0.3, "mg/L", comparator="<"),
         referenceRange=[{"text": "<3.0 mg/L"}],
     )
+    admission_labs = resources[mark:]
     later = admit + timedelta(hours=7, minutes=5)
+    mark = len(resources)
     lab(
         current,
         later,
@@ -1054,6 +1158,7 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
         interpretation=_interp("H"),
         referenceRange=[rng_range(3.5, 5.1, "mmol/L", text="3.5 - 5.1 mmol/L")],
     )
+    later_labs = resources[mark:]
     lab(
         current,
         admit + timedelta(days=1, hours=9),
@@ -1071,6 +1176,9 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
         interpretation=_interp("HH"),
         note=[{"text": "Result entered on the wrong patient."}],
     )
+
+    admission = (current, admission_labs, later_labs)
+    _ehrstyle_reports(resources, subject, office_draws, (ed, ed_labs), admission, admit)
 
     def condition(
         cid_code: tuple[str, str],
@@ -1182,6 +1290,132 @@ def _ehrstyle(resources: list[dict], rng: random.Random, anchor: datetime) -> No
         "encounter-diagnosis",
         encounter_id=current,
         onsetDateTime=_z(admit),
+    )
+
+
+# Epic's procedure (order) records: the code an Epic lab report carries beside LOINC.
+EPIC_PROC = "urn:oid:1.2.840.114350.1.13.0.1.7.2.696580"
+SMEAR_HTML = (
+    "<html><body><h1>Peripheral smear review</h1><script>alert('report')</script>"
+    "<p>Red cells normocytic, normochromic; mild anisocytosis.</p></body></html>"
+)
+
+
+def _ehrstyle_reports(
+    resources: list[dict],
+    subject: dict,
+    office_draws: list[tuple[str, list[dict]]],
+    ed: tuple[str, list[dict]],
+    admission: tuple[str, list[dict], list[dict]],
+    admit: datetime,
+) -> None:
+    """pat-ehrstyle's lab reports as Epic and Oracle Health send them, awkward parts included: a
+    preliminary report and its later amendment, a reference to an Observation that does not
+    exist, an absolute reference, LOINC long names only in coding.display, a cancelled report
+    and a pathologist's narrative with no results. No `rng` draws: the other resources keep
+    their ids and values."""
+
+    def epic(local: str, name: str, loinc: str | None = None, display: str | None = None) -> dict:
+        codings = [_coding(EPIC_PROC, local, name.upper())]
+        if loinc:
+            codings.append(_coding(LOINC, loinc, display))
+        return _cc(*codings, text=name)
+
+    def loinc_only(code: str, display: str) -> dict:
+        return _cc(_coding(LOINC, code, display))
+
+    def loinc_display(obs: dict) -> str:
+        return next(c["display"] for c in obs["code"]["coding"] if c["system"] == LOINC)
+
+    def effective(obs: dict) -> datetime:
+        return datetime.fromisoformat(obs["effectiveDateTime"].replace("Z", "+00:00"))
+
+    def report(rid: str, eid: str, code: dict, results: list[dict], status: str = "final", **fields) -> None:
+        """`results`: Observations, or raw references; `when` defaults to the first one's time."""
+        when = fields.pop("when", None) or effective(results[0])
+        refs = [r if "reference" in r else _ref("Observation", r["id"], r["code"]["text"]) for r in results]
+        res = {
+            "resourceType": "DiagnosticReport",
+            "id": rid,
+            "status": status,
+            "category": [_cc(_coding(V2_0074, "LAB", "Laboratory"), text="Lab")],
+            "code": code,
+            "subject": subject,
+            "encounter": _ref("Encounter", eid),
+            "effectiveDateTime": _z(when),
+            "issued": _z(fields.pop("issued", when + timedelta(hours=2))),
+            "performer": [{"display": "Springfield Medical Center Laboratory"}],
+            **fields,
+        }
+        if refs:
+            res["result"] = refs
+        resources.append(res)
+
+    bmp = epic("1000", "Basic Metabolic Panel", "24321-2", "Basic metabolic 2000 panel - Serum or Plasma")
+    cbc = loinc_only("58410-2", "CBC panel - Blood by Automated count")
+    hepatic = loinc_only("24325-3", "Hepatic function 2000 panel - Serum or Plasma")
+    for n, (eid, (creat, egfr, k, na, hgb, a1c, alp)) in enumerate(office_draws):
+        a1c_code = epic("1011", "Hemoglobin A1C", "4548-4", loinc_display(a1c))
+        report(f"eDR-office-{n}-bmp", eid, bmp, [creat, egfr, k, na])
+        report(f"eDR-office-{n}-cbc", eid, cbc, [hgb])
+        report(f"eDR-office-{n}-a1c", eid, a1c_code, [a1c])
+        report(f"eDR-office-{n}-hfp", eid, hepatic, [alp])
+
+    ed_id, (glucose, ua_glucose, nitrite, protein, covid, _crp) = ed
+    urinalysis = loinc_only("24357-6", "Urinalysis macro (dipstick) panel - Urine")
+    report("eDR-ed-glucose", ed_id, epic("1002", "Glucose"), [glucose])  # superseded since
+    report("eDR-ed-ua", ed_id, urinalysis, [ua_glucose, nitrite, protein])
+    report("eDR-ed-covid", ed_id, epic("1020", "SARS-CoV-2 PCR", "94500-6", loinc_display(covid)), [covid])
+
+    current, first, later = admission
+    k, na, creat, egfr, glucose, bun, troponin, _hs_crp = first
+    drawn = effective(k)
+    panel = [k, na, creat, egfr, glucose, bun]
+    report("eDR-admit-bmp-prelim", current, bmp, panel, "preliminary", issued=drawn + timedelta(minutes=48))
+    missing = {"reference": "Observation/eDRnoSuchObservation3", "display": "Chloride"}
+    report(
+        "eDR-admit-bmp",
+        current,
+        bmp,
+        [*panel, missing],
+        "amended",
+        issued=drawn + timedelta(hours=3, minutes=10),
+        conclusion="Critical potassium 6.8 mmol/L called to and read back by RN J. Ortiz. "
+        "Amended: glucose specimen noted as non-fasting.",
+    )
+    absolute = {"reference": f"{FHIR_BASE_TOKEN}/Observation/{troponin['id']}", "display": "Troponin I"}
+    report("eDR-admit-troponin", current, epic("1030", "Troponin I"), [absolute], when=drawn)
+
+    hgb, wbc, k_repeat = later
+    with_diff = loinc_only("57021-8", "CBC W Auto Differential panel - Blood")
+    report("eDR-admit-cbc", current, with_diff, [hgb, wbc], "preliminary")
+    repeat = epic("1001", "Potassium", "2823-3", loinc_display(k_repeat))
+    report("eDR-admit-k", current, repeat, [k_repeat])
+    report(
+        "eDR-admit-k-cancelled",
+        current,
+        epic("1001", "Potassium"),
+        [],
+        "cancelled",
+        when=admit + timedelta(days=1, hours=9),
+        conclusion="Specimen hemolyzed. Test cancelled; recollection requested.",
+    )
+    report(
+        "eDR-admit-smear",
+        current,
+        epic("1050", "Peripheral Smear, Pathologist Review"),
+        [],
+        when=effective(hgb),
+        issued=admit + timedelta(days=1, hours=4),
+        conclusion="Normocytic, normochromic anemia with mild anisocytosis. No schistocytes or "
+        "blasts. Mild neutrophilia, likely reactive.",
+        presentedForm=[
+            {
+                "contentType": "text/html",
+                "title": "Peripheral smear review",
+                "data": base64.b64encode(SMEAR_HTML.encode()).decode(),
+            }
+        ],
     )
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import Q, QuerySet
 
-SUPPORTED_TYPES = ("Patient", "Practitioner", "Encounter", "Observation", "Condition")
+SUPPORTED_TYPES = ("Patient", "Practitioner", "Encounter", "Observation", "Condition", "DiagnosticReport")
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 
@@ -151,6 +151,17 @@ PARAMS: dict[str, dict[str, str]] = {
         "clinical-status": "clinical_status",
         "verification-status": "status",
         "onset-date": "date",
+    },
+    # Reference: https://hl7.org/fhir/us/core/StructureDefinition-us-core-diagnosticreport-lab.html
+    "DiagnosticReport": {
+        "_id": "id",
+        "patient": "patient",
+        "subject": "patient",
+        "encounter": "encounter",
+        "category": "category",
+        "code": "code",
+        "date": "date",
+        "status": "status",
     },
 }
 RESULT_PARAMS = {"_count", "_sort", "_offset", "_format", "_total", "_summary", "_elements"}

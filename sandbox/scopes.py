@@ -111,6 +111,7 @@ _RESOURCES = {
     "Observation": ("Vital signs, lab results and other observations (Observation)", "observations"),
     "Condition": ("Problems and diagnoses (Condition)", "problems and diagnoses"),
     "Encounter": ("Visits and admissions (Encounter)", "visits and admissions"),
+    "DiagnosticReport": ("Lab and other reports (DiagnosticReport)", "lab and other reports"),
     "Practitioner": ("Clinicians (Practitioner)", "clinicians' details"),
 }
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
@@ -129,6 +130,7 @@ _CATEGORIES = {
     "social-history": "social history",
     "survey": "questionnaire answers",
     "imaging": "imaging results",
+    "LAB": "laboratory reports",  # DiagnosticReport (v2-0074)
 }
 
 OTHER_GROUP = "Other permissions"

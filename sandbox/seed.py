@@ -57,7 +57,7 @@ def index_columns(res: dict) -> dict:
         cols["codes"] = _tokens(res.get("type", []))
         cls = res.get("class", {})
         cols["categories"] = f" {cls.get('system', '')}|{cls.get('code', '')} "
-    elif rtype == "Observation":
+    elif rtype in ("Observation", "DiagnosticReport"):  # both searched by effective[x]
         cols["date"] = res.get("effectiveDateTime") or res.get("effectivePeriod", {}).get("start")
         cols["codes"] = _tokens([res.get("code", {})])
         cols["categories"] = _tokens(res.get("category", []))

@@ -13,7 +13,20 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 from sandbox import corpus
-from sandbox.codes import ACT, COND_CAT, COND_CLIN, COND_VER, ICD10, INTERP, LOINC, MRN, OBS_CAT, SNOMED, UCUM
+from sandbox.codes import (
+    ACT,
+    COND_CAT,
+    COND_CLIN,
+    COND_VER,
+    ICD10,
+    INTERP,
+    LOINC,
+    MRN,
+    OBS_CAT,
+    SNOMED,
+    UCUM,
+    V2_0074,
+)
 
 PRACTITIONERS = [
     ("prac-smith", "Smith", ["Sarah"], "female", "dr.smith"),
@@ -117,6 +130,15 @@ LABS = {
     "a1c": [
         ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.0, 5.6, 5.5, 0.4, 1),
     ],
+}
+# The lab reports (DiagnosticReport) of the tidy patients who have them: the others' labs come
+# without reports, as from an EHR that does not expose them. panel -> (LOINC, long name, text)
+REPORTING = {"pat-chen"}
+REPORTS = {
+    "cbc": ("58410-2", "CBC panel - Blood by Automated count", "CBC"),
+    "bmp": ("24321-2", "Basic metabolic 2000 panel - Serum or Plasma", "Basic Metabolic Panel"),
+    "lipid": ("24331-1", "Lipid 1996 panel - Serum or Plasma", "Lipid Panel"),
+    "a1c": ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "Hemoglobin A1c"),
 }
 # pat-brooks: 2,000 home-monitoring sets (5 vitals each) every 4 hours, the last weighing
 # 75 days before the anchor, so ~2,250 newer vital signs push it out of any "latest 1000" page.
@@ -281,11 +303,12 @@ class _Builder:
                 referenceRange=_range(low, high, unit),
             )
 
-    def labs(self, patient: str, encounter: str | None, when: datetime, panel: str, prof: dict) -> None:
+    def labs(self, patient: str, encounter: str | None, when: datetime, panel: str, prof: dict) -> list[dict]:
         cat = ("laboratory", "Laboratory")
+        made = []
         for code, display, unit, low, high, mean, sd, dec in LABS[panel]:
             v = self.value(mean, sd, dec, prof.get(code, 0.0))
-            self.observation(
+            made.append(self.observation(
                 patient,
                 encounter,
                 when,
@@ -295,7 +318,31 @@ class _Builder:
                 valueQuantity=_qty(v, unit),
                 interpretation=_interpretation(v, low, high),
                 referenceRange=_range(low, high, unit),
-            )
+            ))
+        return made
+
+    def report(self, rid: str, panel: str, observations: list[dict]) -> None:
+        """The lab's report of one panel draw, listing its Observations (final, issued 2 h later).
+
+        Its id is not from `next_id`, so the other resources keep theirs."""
+        code, display, text = REPORTS[panel]
+        first = observations[0]
+        when = datetime.fromisoformat(first["effectiveDateTime"].replace("Z", "+00:00"))
+        report = {
+            "resourceType": "DiagnosticReport",
+            "id": rid,
+            "status": "final",
+            "category": [_cc(V2_0074, "LAB", "Laboratory")],
+            "code": _cc(LOINC, code, display, text),
+            "subject": first["subject"],
+            "effectiveDateTime": first["effectiveDateTime"],
+            "issued": iso(min(when + timedelta(hours=2), self.anchor)),
+            "performer": [{"display": "Springfield Clinical Laboratory"}],
+            "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
+        }
+        if "encounter" in first:
+            report["encounter"] = first["encounter"]
+        self.resources.append(report)
 
 
 def _patient(pid: str, family: str, given: list[str], gender: str, birth: str, n: int) -> dict:
@@ -560,13 +607,17 @@ def _clinical_history(b: _Builder, pid: str, conds: list[str], kind: str, prof: 
         if cls[0] == "IMP":
             for d in range(1, 3):
                 b.vitals(pid, eid, start + timedelta(days=d), prof)
+        panels = []
         if cls[0] != "AMB" or i % 2 == 0:
-            b.labs(pid, eid, start + timedelta(minutes=40), "cbc", prof)
-            b.labs(pid, eid, start + timedelta(minutes=40), "bmp", prof)
+            panels += ["cbc", "bmp"]
         if i % 3 == 0:
-            b.labs(pid, eid, start + timedelta(minutes=40), "lipid", prof)
+            panels.append("lipid")
         if "dm2" in conds or i % 4 == 1:
-            b.labs(pid, eid, start + timedelta(minutes=40), "a1c", prof)
+            panels.append("a1c")
+        for panel in panels:
+            made = b.labs(pid, eid, start + timedelta(minutes=40), panel, prof)
+            if pid in REPORTING:
+                b.report(f"dr-{pid[4:]}-{i + 1}-{panel}", panel, made)
     # Today's visit, still open: the encounter the simulated EHR launches with.
     current = f"enc-{pid[4:]}-current"
     start = now - timedelta(minutes=50)

@@ -16,7 +16,7 @@ from sandbox import faults as fault_mod
 from sandbox.faults import stats
 from sandbox.scopes import Access
 from sandbox.store import Token
-from sandbox.views_fhir import _bearer, _forbidden, _json, outcome
+from sandbox.views_fhir import _bearer, _forbidden, _json, outcome, with_base
 
 MAX_ACTIVE_JOBS = 5
 
@@ -148,9 +148,11 @@ def file(request: HttpRequest, job_id: str, rtype: str, part: int) -> HttpRespon
     if rtype not in job.types:
         return outcome(404, "not-found", "no such file")
 
+    base = oauth.fhir_base(request)
+
     def lines():
         for body in job.part(rtype, part):
-            yield body.encode() + b"\n"
+            yield with_base(body, base).encode() + b"\n"
 
     response = StreamingHttpResponse(lines(), content_type="application/fhir+ndjson")
     response["Cache-Control"] = "no-store"

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from sandbox import faults as fault_mod
 from sandbox import fhirsearch, oauth
+from sandbox.codes import FHIR_BASE_TOKEN
 from sandbox.faults import stats
 from sandbox.scopes import Access
 from sandbox.store import Resource, Token
@@ -179,11 +180,16 @@ def read(request: HttpRequest, rtype: str, rid: str) -> HttpResponse:
         return outcome(404, "not-found", f"{rtype}/{rid} not found")
     if not Resource.objects.filter(allowed, pk=row.pk).exists():
         return _forbidden(f"the granted scopes do not cover {rtype}/{rid}")
-    body = row.body
+    body = with_base(row.body, oauth.fhir_base(request))
     faults = token.client.faults or {}
     if faults.get("invalid_resources") and fault_mod.applies_to(faults, rtype):
         body = _corrupt(body, rtype)
     return _finish(token, rtype, body)
+
+
+def with_base(body: str, base: str) -> str:
+    """A stored body with its absolute references made absolute (codes.FHIR_BASE_TOKEN)."""
+    return body.replace(FHIR_BASE_TOKEN, base) if FHIR_BASE_TOKEN in body else body
 
 
 @csrf_exempt
@@ -245,6 +251,7 @@ def _bundle(base: str, rtype: str, rows: list[str], total: int, links: list[dict
     }
     entries = []
     for body in rows:
+        body = with_base(body, base)
         if corrupt:
             body = _corrupt(body, rtype)
         rid = json.loads(body)["id"] if corrupt else _extract_id(body)

@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from sandbox import oauth, synthetic
+from sandbox import fhirsearch, oauth, synthetic
 from sandbox.faults import stats
 from sandbox.oauth import OAuthError
 from sandbox.scopes import NON_CLINICAL, describe, describe_all, parse_clinical
@@ -54,6 +54,8 @@ SCOPES_SUPPORTED = [
     "patient/*.read",
     "user/*.read",
     "system/*.read",
+    # Each type by name too, as EHRs list theirs.
+    *(f"{level}/{rtype}.rs" for level in ("patient", "user") for rtype in fhirsearch.SUPPORTED_TYPES),
 ]
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 TXN_TTL = 600

@@ -12,7 +12,11 @@ from django.utils import timezone
 from smartapp import safety, scopes
 from smartapp.crypto import EncryptedTextField
 
-DASHBOARD_RESOURCES = ("Patient", "Encounter", "Observation", "Condition")
+# What the dashboard reads. DiagnosticReport only groups the labs: a grant without it (an older
+# registration, an EHR that refuses it) shows them grouped by category instead.
+DASHBOARD_RESOURCES = ("Patient", "Encounter", "Observation", "Condition", "DiagnosticReport")
+# What a population export reads (no lab reports there).
+POPULATION_RESOURCES = ("Patient", "Encounter", "Observation", "Condition")
 DEFAULT_EHR_LAUNCH_SCOPE = "launch openid fhirUser online_access " + " ".join(
     f"patient/{t}.rs" for t in DASHBOARD_RESOURCES
 )
@@ -244,7 +248,7 @@ class AuditEvent(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.interaction} {self.resource_type} {self.outcome}"
 
 
-DEFAULT_BACKEND_SCOPE = " ".join(f"system/{t}.rs" for t in DASHBOARD_RESOURCES)
+DEFAULT_BACKEND_SCOPE = " ".join(f"system/{t}.rs" for t in POPULATION_RESOURCES)
 
 
 def validate_system_scope(value: str) -> None:

@@ -298,6 +298,9 @@ FHIR_MEASURE_COUNT = env.int("FHIR_MEASURE_COUNT", default=100)
 FHIR_USE_LASTN = env.bool("FHIR_USE_LASTN", default=True)
 # Results per lab test where the server offers Observation/$lastn (each test's history).
 FHIR_LAB_HISTORY = env.int("FHIR_LAB_HISTORY", default=20)
+# Lab reports (DiagnosticReport) asked for, newest first, in one page: labs are grouped by the
+# report that lists their latest result. 100 is Oracle Health's largest _count.
+FHIR_REPORT_COUNT = env.int("FHIR_REPORT_COUNT", default=100)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
 FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
 for _name in (
@@ -307,6 +310,7 @@ for _name in (
     "FHIR_MAX_WORKERS",
     "FHIR_MEASURE_COUNT",
     "FHIR_LAB_HISTORY",
+    "FHIR_REPORT_COUNT",
     "FHIR_QUERY_THREADS",
 ):
     if globals()[_name] < 1:

@@ -21,6 +21,7 @@ _MODEL_MODULES = {
     "Encounter": "encounter",
     "Observation": "observation",
     "Condition": "condition",
+    "DiagnosticReport": "diagnosticreport",
     "Practitioner": "practitioner",
     "Location": "location",
     "OperationOutcome": "operationoutcome",
@@ -58,6 +59,11 @@ SHOWN_ELEMENTS: dict[str, frozenset[str]] = {
         {"id", "clinicalStatus", "verificationStatus", "code", "category", "subject", "recordedDate"}
         | {"onsetDateTime", "onsetAge", "onsetPeriod", "onsetString"}
         | {"abatementDateTime", "abatementPeriod", "abatementString"}
+    ),
+    # presentedForm is never shown (only whether one was sent): a bad one is dropped, not fatal.
+    "DiagnosticReport": frozenset(
+        {"id", "status", "category", "code", "subject", "effectiveDateTime", "effectivePeriod"}
+        | {"issued", "result", "conclusion"}
     ),
 }
 

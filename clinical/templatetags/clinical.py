@@ -234,7 +234,7 @@ def _history_caption(m: Measure) -> str:
 
 
 @register.simple_tag
-def lab_history(m: Measure, index: int, group: str) -> SafeString:
+def lab_history(m: Measure, index: int, group_key: str) -> SafeString:
     """A test's chart (when it has a numeric series) and its table of results, for its group's
     "charts and all results"; nothing for a test with a single result."""
     if len(m.history) < 2:
@@ -242,7 +242,7 @@ def lab_history(m: Measure, index: int, group: str) -> SafeString:
     chart = ""
     if m.series:
         unit = _esc(m.series[0].unit or "no unit")
-        svg = charts.line_chart(m, f"labs-{slugify(group)}-chart-{index}")
+        svg = charts.line_chart(m, f"labs-{slugify(group_key)}-chart-{index}")
         chart = (
             f'<figure class="chart-box"><figcaption><strong>{_esc(m.label)}</strong> ({unit})'
             f"</figcaption>{svg}</figure>"

@@ -1,8 +1,10 @@
 """The dashboard on real-world-shaped data (sandbox/corpus.py), as a clinician sees it.
 
 At the EHR iframe's size (1024×700) and a phone (390×844): no horizontal scroll, flags visible,
-no machine-precision number, UCUM annotation or SNOMED semantic tag in the visible text.
-Screenshots of both sizes land in test-artifacts/browser/realworld/ to be looked at.
+no machine-precision number, UCUM annotation, SNOMED semantic tag or LOINC long name in the
+visible text, lab groups titled by the EHR's reports where it sends them. Screenshots of both
+sizes (the page, the whole page and the labs panel) land in test-artifacts/browser/realworld/
+to be looked at.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ VISIBLE_TEXT = """() => {
   main.remove();
   return text;
 }"""
+# The lab groups' first titles: by report (pat-ehrstyle, pat-synthea), else by category.
+LAB_GROUPS = {
+    "pat-synthea": ["Basic metabolic panel", "Lipid panel", "CBC", "Comprehensive metabolic panel"],
+    "pat-ehrstyle": ["Basic Metabolic Panel", "Potassium", "Hemoglobin A1C", "CBC with differential"],
+    "pat-child": ["Chemistry", "Hematology"],
+    "pat-brooks": ["Kidney", "Electrolytes"],
+}
+LOINC_LONG_NAME = re.compile(r"\d{4} panel|- Serum or Plasma|- Blood\b|\[[A-Z][a-z]+/volume\]")
 LONG_DECIMAL = re.compile(r"\d+\.\d{4,}")
 SEMANTIC_TAG = re.compile(r"\((disorder|finding|procedure|situation|observable entity|qualifier value)\)")
 
@@ -50,10 +60,18 @@ def test_it_shows_real_world_data_readably_at_iframe_and_phone_sizes(recorder, s
         long = LONG_DECIMAL.search(text)
         assert long is None, text[max(long.start() - 150, 0) : long.end() + 30]
         assert "{" not in text and not SEMANTIC_TAG.search(text)
+        assert not LOINC_LONG_NAME.search(text), LOINC_LONG_NAME.search(text).group(0)
+        titles = page.locator("#panel-labs table.labs > caption .group-title")
+        expected = LAB_GROUPS[patient]
+        assert titles.all_inner_texts()[: len(expected)] == expected
+        for title in titles.all():  # each group title readable whole, on screen's width
+            box = title.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
         folder = artifacts / "realworld"
         folder.mkdir(exist_ok=True)
         page.screenshot(path=str(folder / f"{patient}-{size}.png"))
         page.screenshot(path=str(folder / f"{patient}-{size}-full.png"), full_page=True)
+        page.locator("#panel-labs").screenshot(path=str(folder / f"{patient}-{size}-labs.png"))
 
 
 def test_the_first_screen_holds_the_strip_the_latest_vitals_and_the_problems(recorder, stack):

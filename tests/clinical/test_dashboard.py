@@ -226,8 +226,8 @@ def test_it_skips_the_banner_query_when_not_requested():
 
 
 def test_a_problem_on_the_list_and_as_an_encounter_diagnosis_is_one_row_and_findings_come_last():
-    from clinical.dashboard import build_problems
     from clinical.fhir import parse_resource
+    from clinical.problems import build_problems
 
     HTN = "Essential hypertension (disorder)"
 

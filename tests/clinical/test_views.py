@@ -10,8 +10,8 @@ import responses
 from django.urls import reverse
 
 from clinical import style
-from clinical.dashboard import VITAL_QUERIES
 from clinical.parallel import THREAD_PREFIX
+from clinical.queries import VITAL_QUERIES
 from smartapp.models import AuditEvent, Ehr, Launch
 from tests.clinical.conftest import BASE, TOKEN, load
 from tests.clinical.helpers import register_all

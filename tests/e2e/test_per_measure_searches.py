@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from clinical.dashboard import VITAL_QUERIES
+from clinical.queries import VITAL_QUERIES
 from tests.stack import Browser, start_stack
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinical import dashboard, fhir, labs, vitals
+from clinical import banner, fhir, labs, problems, vitals
 from clinical.fhir import client as fhir_client
 from smartapp import authorize, discovery, scopes
 from tests.reliability.conftest import ISS
@@ -221,7 +221,7 @@ def test_it_builds_vitals_and_labs_from_any_parsable_observations(raw):
 @given(st.lists(CONDITION, max_size=6))
 def test_it_builds_the_problem_list_from_any_parsable_conditions(raw):
     parsed = tuple(r for r in (_parse(c, "Condition") for c in raw) if r is not None)
-    active, inactive, _in_error = dashboard.build_problems(parsed)
+    active, inactive, _in_error = problems.build_problems(parsed)
     assert len(active) + len(inactive) <= len(parsed)
 
 
@@ -230,8 +230,8 @@ def test_it_builds_the_problem_list_from_any_parsable_conditions(raw):
 def test_it_builds_a_banner_from_any_parsable_patient(raw):
     patient = _parse(raw, "Patient")
     if patient is not None:
-        banner = dashboard.build_banner(patient, "pat-1", date(2024, 3, 12))
-        assert isinstance(banner.name, str)
+        built = banner.build_banner(patient, "pat-1", date(2024, 3, 12))
+        assert isinstance(built.name, str)
 
 
 @pytest.mark.parametrize(

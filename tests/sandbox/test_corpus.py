@@ -22,7 +22,9 @@ def _all() -> tuple[dict, ...]:
 
 
 def _chart(pid: str) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {"Patient": [], "Encounter": [], "Observation": [], "Condition": []}
+    out: dict[str, list[dict]] = {
+        "Patient": [], "Encounter": [], "Observation": [], "Condition": [], "DiagnosticReport": []
+    }  # fmt: skip
     for r in _all():
         if r["id"] == pid or r.get("subject", {}).get("reference") == f"Patient/{pid}":
             out[r["resourceType"]].append(r)
@@ -217,6 +219,59 @@ def test_it_gives_ehr_style_results_every_status_and_a_cancelled_newest():
     assert newest_potassium["status"] == "cancelled" and "valueQuantity" not in newest_potassium
     newest_glucose = _by_code(chart, "2345-7")[-1]
     assert newest_glucose["status"] == "entered-in-error"
+
+
+def _lab_reports(pid: str) -> list[dict]:
+    return [
+        r for r in _chart(pid)["DiagnosticReport"]
+        if any(c["code"] == "LAB" for cat in r["category"] for c in cat["coding"])
+    ]  # fmt: skip
+
+
+def _result_ids(report: dict) -> list[str]:
+    return [r["reference"].rsplit("/", 1)[-1] for r in report.get("result", [])]
+
+
+def test_it_gives_ehr_style_reports_the_awkward_shapes_of_real_systems():
+    chart = _chart("pat-ehrstyle")
+    reports = {r["id"]: r for r in _lab_reports("pat-ehrstyle")}
+    observations = {o["id"]: o for o in chart["Observation"]}
+    prelim, amended = reports["eDR-admit-bmp-prelim"], reports["eDR-admit-bmp"]
+    assert (prelim["status"], amended["status"]) == ("preliminary", "amended")
+    assert prelim["effectiveDateTime"] == amended["effectiveDateTime"]  # one draw, reported twice
+    assert prelim["issued"] < amended["issued"]
+    assert _result_ids(prelim) == _result_ids(amended)[:-1]
+    assert _result_ids(amended)[-1] not in observations  # a reference to nothing
+    (troponin,) = reports["eDR-admit-troponin"]["result"]
+    assert troponin["reference"].startswith("{fhir-base}/Observation/")  # made absolute when served
+    loinc_only = [r for r in reports.values() if "text" not in r["code"]]
+    assert loinc_only and all(c["system"] == LOINC for r in loinc_only for c in r["code"]["coding"])
+    smear = reports["eDR-admit-smear"]
+    assert "result" not in smear and smear["conclusion"]
+    assert smear["presentedForm"][0]["contentType"] == "text/html"
+    assert reports["eDR-admit-k-cancelled"]["status"] == "cancelled"
+    # Every other reference names one of the patient's lab results.
+    named = {i for r in reports.values() for i in _result_ids(r)} - {_result_ids(amended)[-1]}
+    named -= {troponin["reference"].rsplit("/", 1)[-1]}
+    assert named and all(observations[i]["category"][0]["coding"][0]["code"] == "laboratory" for i in named)
+
+
+def test_it_gives_synthea_reports_as_the_generator_does_and_chen_tidy_ones():
+    synthea = _lab_reports("pat-synthea")
+    observations = {o["id"] for o in _chart("pat-synthea")["Observation"]}
+    assert {r["code"]["coding"][0]["code"] for r in synthea} == {"58410-2", "51990-0", "24323-8", "57698-3"}
+    assert all(r["code"]["text"] == r["code"]["coding"][0]["display"] for r in synthea)  # the long name
+    assert all(r["result"][0]["reference"].startswith("Observation/") for r in synthea)
+    assert all(set(_result_ids(r)) <= observations for r in synthea)
+    (note,) = [r for r in _chart("pat-synthea")["DiagnosticReport"] if r not in synthea]
+    assert note["presentedForm"] and "result" not in note
+    chen = _lab_reports("pat-chen")
+    chen_obs = {o["id"] for o in _all() if o["resourceType"] == "Observation"}
+    assert chen and all(r["code"]["text"] and set(_result_ids(r)) <= chen_obs for r in chen)
+    # pat-garcia has labs and no reports: the dashboard's category grouping is still exercised.
+    garcia = [r for r in _all() if r.get("subject", {}).get("reference") == "Patient/pat-garcia"]
+    assert any(r["resourceType"] == "Observation" for r in garcia)
+    assert not any(r["resourceType"] == "DiagnosticReport" for r in garcia)
 
 
 def test_it_gives_ehr_style_conditions_partial_and_odd_onsets():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinical import dashboard, fhir, style
+from clinical import fhir, panels, style
 from smartapp import discovery, identity, protocol, token_endpoint, transport
 from smartapp.models import Ehr
 from tests.misbehaving import (
@@ -211,6 +211,6 @@ def test_a_fhir_timeout_is_shown_as_a_timeout_not_as_unreachable(route):
         with pytest.raises(fhir.FhirError) as raised:
             client.search("Observation", {"patient": "pat-1"})
     assert isinstance(raised.value, fhir.Timeout)
-    state = dashboard.error_state(raised.value, "vital signs")
+    state = panels.error_state(raised.value, "vital signs")
     assert state.message == "The EHR did not send vital signs in time."
     assert "reached" not in state.message

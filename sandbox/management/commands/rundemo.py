@@ -26,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from smartapp.models import Ehr
+from smartapp.models import DEFAULT_EHR_LAUNCH_SCOPE, DEFAULT_STANDALONE_SCOPE, Ehr
 
 DEMO_CLIENT_ID = "smart-dashboard-demo"
 # The app's demo admin, documented in the README; created only by this DEBUG-only command.
@@ -51,6 +51,35 @@ def _port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def _resource(scope: str) -> str:
+    """The resource type of `patient/Observation.rs` (and of v1 and user/ forms); "" otherwise."""
+    level, _, rest = scope.partition("/")
+    return rest.split(".", 1)[0] if level in ("patient", "user") and "." in rest else ""
+
+
+# Resource types added to the default scopes since the first release: a demo database from
+# before gets their scope, so its dashboard is the current one.
+ADDED_RESOURCES = frozenset({"DiagnosticReport"})
+
+
+def _add_new_default_scopes(ehr: Ehr) -> None:
+    """Add the default scopes of ADDED_RESOURCES that a demo registration does not mention;
+    everything else, edited by hand or not, is kept."""
+    changed = []
+    for field, default in (
+        ("ehr_launch_scope", DEFAULT_EHR_LAUNCH_SCOPE),
+        ("standalone_scope", DEFAULT_STANDALONE_SCOPE),
+    ):
+        have = getattr(ehr, field).split()
+        mentioned = {_resource(scope) for scope in have}
+        new = [s for s in default.split() if _resource(s) in ADDED_RESOURCES - mentioned]
+        if new:
+            setattr(ehr, field, " ".join(have + new))
+            changed.append(field)
+    if changed:
+        ehr.save(update_fields=changed)
 
 
 def _shell_python() -> str:
@@ -106,6 +135,7 @@ class Command(BaseCommand):
         if secret:
             register["client_secret"] = secret
         call_command("register_ehr", stdout=open(os.devnull, "w"), **register)  # noqa: SIM115
+        _add_new_default_scopes(Ehr.objects.get(slug=register["slug"]))
 
         client = {
             "client_id": DEMO_CLIENT_ID,
