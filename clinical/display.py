@@ -97,7 +97,7 @@ _UNIT_DECIMALS = {
 def _decimals_for(measure: MeasureDef | None, unit: str, age_years: float | None) -> int | None:
     if measure is None:
         return None
-    code = unit_code(unit) if unit else measure.unit
+    code = unit_code(unit) if unit else unit_code(measure.unit)
     # Case-insensitive: "mg/dl" is not UCUM but means mg/dL (this only picks the decimals).
     if code.lower() != unit_code(measure.unit).lower():
         return _UNIT_DECIMALS.get((measure.key, code))

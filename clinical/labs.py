@@ -11,6 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from clinical import display
+from clinical.formatting import format_when
 from clinical.readings import (
     EXCLUDED_STATUSES,
     LOINC,
@@ -25,6 +26,7 @@ from clinical.readings import (
     concept_text,
     in_encounter,
     interpretations_of,
+    looks_numeric,
     make_measure,
     observation_value,
     observation_when,
@@ -95,6 +97,7 @@ def _lab_reading(obs: Any, measure: display.MeasureDef | None, encounter_id: str
         when=when,
         value=text,
         unit=value.unit,
+        unitless=value.code == "1" and not value.unit,
         number=as_float(value.number) if not value.comparator else None,
         in_encounter=in_encounter(obs, encounter_id),
         status_note=status_note(obs),
@@ -105,6 +108,9 @@ def _lab_reading(obs: Any, measure: display.MeasureDef | None, encounter_id: str
         warning=warning or "",
         decimal=value.raw,
         no_range=flag is None and not ranges and not absent,
+        # A number beside a range the app could not apply (sent only as text, another unit):
+        # said in the flag cell, since a blank there reads as normal.
+        unjudged=flag is None and bool(ranges) and not absent and looks_numeric(text),
     )
 
 
@@ -150,13 +156,19 @@ def build_labs(
                 age=age_now,
         )
         latest_when = measure.latest.when
-        newer = [
-            reason
-            for when, reason in cancelled.get(key, [])
-            if when is not None and (latest_when is None or when.sort_key > latest_when.sort_key)
-        ]
+        newer = sorted(
+            (
+                (when, reason)
+                for when, reason in cancelled.get(key, [])
+                if when is not None and (latest_when is None or when.sort_key > latest_when.sort_key)
+            ),
+            reverse=True,
+        )
         if newer:
-            measure = replace(measure, open_item=f"A newer result was cancelled: {newer[0]}")
+            # When matters: after a critical potassium, how long has there been no valid result?
+            when, reason = newer[0]
+            text = f"A newer result ({format_when(when)}) was cancelled: {reason}"
+            measure = replace(measure, open_item=text)
         measures.append(measure)
     # Most recent first within a group, so today's results lead; flagged ones are marked.
     measures.sort(key=lambda m: m.latest.when.sort_key.timestamp() if m.latest.when else 0, reverse=True)

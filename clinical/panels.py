@@ -11,9 +11,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from clinical import display, fhir
+from clinical.labs import lab_groups
 from clinical.readings import (
     Attention,
     Measure,
@@ -145,14 +147,25 @@ class Dashboard:
     accesses: tuple[fhir.Access, ...] = ()
     person: Person = field(default_factory=Person)
 
-    @cached_property  # read twice by the template (recent, older)
+    @cached_property  # read several times by the template
     def attention(self) -> Attention:
         """The abnormal-results strip: a summary of the panels below, which keep their order."""
         return abnormal(self.vitals.measures, self.labs.measures)
 
+    @cached_property
+    def labs_not_judged(self) -> list[Measure]:
+        """Latest lab values nothing judged, in the labs' clinical order (kidney first): the
+        strip names them, since a blank flag reads as normal."""
+        return [m for _g, ms in lab_groups(not_judged(self.labs.measures)) for m in ms]
+
     @property
-    def labs_not_judged(self) -> int:
-        return not_judged(self.labs.measures)
+    def labs_stale_days(self) -> int:
+        return settings.CLINICAL_STALE_LABS_DAYS
+
+    @property
+    def labs_all_old(self) -> bool:
+        """Labs were read, and every latest result is stale: "no abnormal labs" would mislead."""
+        return bool(self.labs.measures) and all(m.stale for m in self.labs.measures)
 
     @property
     def adult_rules_not_applied(self) -> bool:

@@ -82,7 +82,9 @@ class Reading:
     warning: str = ""  # a data-quality warning (a value outside physiological limits)
     decimal: Decimal | None = None  # the unrounded value in the measure's unit (for the change)
     no_range: bool = False  # a lab value with nothing to judge it by: no interpretation, no range
+    unjudged: bool = False  # a lab number beside a range the app could not apply (text only)
     components: str = ""  # extra components worth showing (oxygen flow beside SpO₂)
+    unitless: bool = False  # sent as a score or count ({score}, 1): no unit to show, none missing
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,14 @@ def observation_value(
     return Value("No value recorded", "", None, None, "", "", absent=True)
 
 
+_NUMERIC_TEXT = re.compile(r"\s*(<=|>=|[<>≤≥])?\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)\s*")
+
+
+def looks_numeric(text: str) -> bool:
+    """A value sent as a string that is a number ("<0.1", "12.5"): it still needs its unit said."""
+    return bool(_NUMERIC_TEXT.fullmatch(text or ""))
+
+
 def as_float(value: Decimal | None) -> float | None:
     return float(value) if value is not None else None
 
@@ -506,42 +516,46 @@ _NOT_IN_STRIP = {"weight", "height", "bmi", "head"}
 
 @dataclass(frozen=True)
 class Attention:
-    """The abnormal-results strip: what is recent, what is older (folded), and where recent starts."""
+    """The abnormal-results strip: what is recent, and what is older (folded)."""
 
     recent: list[Measure]
     older: list[Measure]
-    since: datetime  # results from this moment on are "recent"
+
+
+def _recent_since(measures: Sequence[Measure], now: datetime) -> datetime:
+    """The last CLINICAL_ATTENTION_DAYS or, when the newest of `measures` is older than that (an
+    outpatient seen every few months), the day it was taken: the latest draw or visit counts."""
+    since = now - timedelta(days=settings.CLINICAL_ATTENTION_DAYS)
+    newest = max((m.latest.when.sort_key for m in measures if m.latest.when and not m.stale), default=None)
+    if newest is not None and newest < since:
+        zone = timezone.get_default_timezone()
+        since = newest.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return since
 
 
 def abnormal(
     vitals: Sequence[Measure], labs: Sequence[Measure], now: datetime | None = None
 ) -> Attention:
     """The abnormal-results strip. Critical first, then abnormal labs, then flagged vitals, newest
-    first in each. Recent means the last CLINICAL_ATTENTION_DAYS or, when the newest results are
-    older than that (an outpatient seen every few months), since the day they were taken: the
-    latest visit's results are never folded away as "older". Critical results are always recent.
+    first in each. Recent is counted for labs and for vital signs apart (`_recent_since`): today's
+    vitals never fold away the abnormal results of the last blood draw two months ago. Critical
+    results are always recent.
     """
     now = now or timezone.now()
     picked = []
     for tier, measures in ((0, labs), (1, vitals)):
+        since = _recent_since(measures, now)
         for m in measures:
             if m.stale or not m.flagged or m.key in _NOT_IN_STRIP:
                 continue
-            stamp = m.latest.when.sort_key.timestamp() if m.latest.when else 0.0
-            picked.append((0 if m.severity == 0 else 1 + tier, -stamp, m))
+            when = m.latest.when
+            recent = m.severity == 0 or (when is not None and when.sort_key >= since)
+            stamp = when.sort_key.timestamp() if when else 0.0
+            picked.append((0 if m.severity == 0 else 1 + tier, -stamp, recent, m))
     picked.sort(key=lambda item: (item[0], item[1]))
-    ordered = [m for _t, _s, m in picked]
-    since = now - timedelta(days=settings.CLINICAL_ATTENTION_DAYS)
-    newest = max(
-        (m.latest.when.sort_key for m in (*vitals, *labs) if m.latest.when and not m.stale), default=None
-    )
-    if newest is not None and newest < since:
-        zone = timezone.get_default_timezone()
-        since = newest.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    recent = [m for m in ordered if m.severity == 0 or (m.latest.when and m.latest.when.sort_key >= since)]
-    return Attention(recent, [m for m in ordered if m not in recent], since)
+    return Attention([m for *_k, r, m in picked if r], [m for *_k, r, m in picked if not r])
 
 
-def not_judged(labs: Sequence[Measure]) -> int:
-    """Latest lab values that nothing judged: no interpretation and no reference range was sent."""
-    return sum(1 for m in labs if m.latest.no_range and not m.stale)
+def not_judged(labs: Sequence[Measure]) -> list[Measure]:
+    """Latest lab values (not stale) that nothing judged: no interpretation and no range sent."""
+    return [m for m in labs if m.latest.no_range and not m.stale]

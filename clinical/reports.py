@@ -168,7 +168,7 @@ def group_labs(
     observations: Sequence[Any] = (),
     reports: Sequence[Report] | None = None,
 ) -> tuple[tuple[LabGroup, ...], tuple[Report, ...]]:
-    """(groups, text-only reports): report groups, then the category groups, for `measures`.
+    """(groups, text-only reports): report and category groups in one clinical order.
 
     `reports` None (not asked for, not granted, or the query failed) gives today's category
     groups. Creatinine and eGFR stay together: both go to creatinine's report (eGFR is
@@ -191,15 +191,18 @@ def group_labs(
     for m in measures:
         if m.key in home:
             members.setdefault(home[m.key], []).append(m)
-    # Clinical order of the members first; between equals, the newer report first.
-    ranked = sorted(members.items(), key=lambda item: (_rank(item[1]), item[0]))
-    groups: list[LabGroup] = []
-    for n, (index, group_members) in enumerate(ranked, start=1):
+    # One clinical order for report and category groups alike (kidney first: a Kidney category
+    # group of urine albumin and creatinine clearance must not sink below the lipids); between
+    # equals, reports first, the newer first.
+    ranked: list[tuple[tuple[int, int, int], LabGroup]] = []
+    for n, (index, group_members) in enumerate(sorted(members.items()), start=1):
         ordered = tuple(m for _g, ms in lab_groups(group_members) for m in ms)
         report = reports[index]
-        groups.append(LabGroup(report.title, ordered, f"report-{n}", report))
+        ranked.append(((_rank(ordered), 0, index), LabGroup(report.title, ordered, f"report-{n}", report)))
     rest = [m for m in measures if m.key not in home]
-    groups += [LabGroup(name, tuple(ms), name) for name, ms in lab_groups(rest)]
+    for position, (name, ms) in enumerate(lab_groups(rest)):
+        ranked.append(((_rank(ms), 1, position), LabGroup(name, tuple(ms), name)))
+    groups = [group for _key, group in sorted(ranked, key=lambda item: item[0])]
 
     # Listed as text: nothing it lists is among the lab results read (a narrative report).
     known = {obs.id for obs in observations if obs.id}

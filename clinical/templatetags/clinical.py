@@ -9,7 +9,7 @@ from django.utils.safestring import SafeData, SafeString
 from django.utils.text import slugify
 
 from clinical import charts, formatting
-from clinical.readings import Measure, Reading, When
+from clinical.readings import Measure, Reading, When, looks_numeric
 
 register = template.Library()
 
@@ -94,7 +94,9 @@ def _esc(value: object) -> str:
 def reading_value(r: Reading) -> SafeString:
     if r.unit:
         unit = _esc(r.unit)
-    elif not r.absent and (r.number is not None or r.decimal is not None):
+    elif r.unitless:
+        unit = ""
+    elif not r.absent and (r.number is not None or r.decimal is not None or looks_numeric(r.value)):
         unit = "(no unit)"  # a number whose unit was not sent: never let the reader guess one
     else:
         unit = ""
@@ -131,6 +133,8 @@ def reading_flag(r: Reading) -> SafeString:
         parts.append(f'<span class="flag flag-quality">⚠ {_esc(r.warning)}</span>')
     if r.no_range:
         parts.append('<span class="no-range">no range sent</span>')
+    elif r.unjudged:
+        parts.append('<span class="no-range" title="The range was sent as text only">not judged</span>')
     return SafeString(" ".join(parts))
 
 
@@ -166,16 +170,29 @@ def history_rows(readings: list[Reading] | tuple[Reading, ...], lab: bool = Fals
 
 
 def _change(m: Measure) -> str:
+    note = change_note(m)
+    return f" {note}" if note else ""
+
+
+@register.simple_tag
+def change_note(m: Measure) -> SafeString:
+    """The change since the previous value, dated; and that value itself when it was flagged:
+    "↑ 174 since Dec 2025" must not hide that the previous glucose was a critical 38."""
     if not m.change:
-        return ""
+        return SafeString("")
     previous = m.previous
-    title = ""
+    title = was = ""
     if previous is not None:
         title = (
             f' title="previous {_esc(previous.value)} {_esc(previous.unit)}, '
             f'{_esc(formatting.format_when(previous.when, "Date not recorded"))}"'
         )
-    return f' <span class="change"{title}>{_esc(m.change)} {_esc(m.change_since)}</span>'
+        flag = previous.flag
+        if flag is not None and flag.level != "normal":
+            mark = _FLAG_MARKS.get(flag.level, "")
+            said = _esc(flag.code or flag.label)
+            was = f' <span class="was-flagged">(was {_esc(previous.value)} {mark}{said})</span>'
+    return SafeString(f'<span class="change"{title}>{_esc(m.change)} {_esc(m.change_since)}{was}</span>')
 
 
 _CURRENT_MARK = (

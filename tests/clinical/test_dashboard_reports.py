@@ -52,13 +52,14 @@ def test_it_groups_labs_by_the_reports_asked_for_in_the_same_wave():
     query = {"patient": "pat-1", "category": LAB_CATEGORY, "_sort": "-date", "_count": "100"}
     responses.get(REPORTS_URL, json=load("reports"), match=[matchers.query_param_matcher(query)])
     d = build()
+    # Report and category groups in one clinical order: chemistry, diabetes, hematology, other.
     assert layout(d.labs) == [
         ("Basic metabolic panel", ["Potassium", "Glucose"]),  # a relative and an absolute reference
-        ("CBC (no differential)", ["Hemoglobin"]),
         ("Diabetes", ["HbA1c"]),
+        ("CBC (no differential)", ["Hemoglobin"]),
         ("Other", ["Urine culture", "Service comment"]),
     ]
-    bmp, cbc = d.labs.groups[0].report, d.labs.groups[1].report
+    bmp, cbc = d.labs.groups[0].report, d.labs.groups[2].report
     assert bmp.status_note == "amended" and bmp.full_name == "Basic metabolic 2000 panel - Serum or Plasma"
     assert cbc.status_note == "preliminary"
     assert [r.title for r in d.labs.text_reports] == ["Peripheral smear, pathologist review"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from clinical.fhir import parse_resource
 from clinical.labs import build_labs, lab_groups
@@ -195,35 +195,50 @@ def test_a_critical_value_that_came_back_down_stays_in_view_and_a_cancelled_repe
 
 def test_older_abnormal_results_and_body_size_stay_out_of_the_recent_strip():
     high = [{"coding": [{"code": "H"}]}]
-    labs = build_labs([obs("4548-4", "2026-03-01", 7.4, ucum="%", interpretation=high)], "", ADULT, NOW)
-    vitals = build_vitals(
-        [obs("39156-5", "2026-11-28T09:00:00Z", 31.2, ucum="kg/m2", interpretation=high)], "", ADULT, NOW
-    )
-    strip = abnormal(vitals, labs, NOW)
-    assert strip.recent == [] and [m.key for m in strip.older] == ["hba1c"]
-    assert strip.since == NOW - timedelta(days=30)
-
-
-def test_an_outpatients_last_visit_is_recent_however_long_ago_it_was(settings):
-    settings.TIME_ZONE = "America/New_York"
-    high = [{"coding": [{"code": "H"}]}]
     labs = build_labs(
         [
-            obs("2823-3", "2026-10-12T14:30:00Z", 5.4, ucum="mmol/L", interpretation=high),  # last visit
-            obs("4548-4", "2026-06-01", 7.4, ucum="%", interpretation=high),  # the visit before
+            obs("4548-4", "2026-03-01", 7.4, ucum="%", interpretation=high),
+            obs("2951-2", "2026-11-20", 140, ucum="mmol/L"),  # the last draw: HbA1c is from the one before
         ],
         "",
         ADULT,
         NOW,
     )
     vitals = build_vitals(
-        [obs("8867-4", "2026-10-12T13:55:00Z", 112, ucum="/min")], "", ADULT, NOW
+        [obs("39156-5", "2026-11-28T09:00:00Z", 31.2, ucum="kg/m2", interpretation=high)], "", ADULT, NOW
     )
     strip = abnormal(vitals, labs, NOW)
-    assert [m.key for m in strip.recent] == ["potassium", "hr"] and [m.key for m in strip.older] == ["hba1c"]
-    assert strip.since.isoformat() == "2026-10-12T00:00:00-04:00"  # that day, in the app's zone
-    settings.CLINICAL_ATTENTION_DAYS = 60  # a longer window simply counts back from now
-    assert abnormal(vitals, labs, NOW).since == NOW - timedelta(days=60)
+    assert strip.recent == [] and [m.key for m in strip.older] == ["hba1c"]
+
+
+def test_the_last_visits_results_are_recent_however_long_ago_and_labs_and_vitals_count_apart(settings):
+    settings.TIME_ZONE = "America/New_York"
+    high = [{"coding": [{"code": "H"}]}]
+    labs = build_labs(
+        [
+            obs("2823-3", "2026-10-12T14:30:00Z", 5.4, ucum="mmol/L", interpretation=high),  # last draw
+            obs("2345-7", "2026-10-12T04:10:00Z", 162, ucum="mg/dL", interpretation=high),  # same day
+            obs("4548-4", "2026-06-01", 7.4, ucum="%", interpretation=high),  # the draw before
+        ],
+        "",
+        ADULT,
+        NOW,
+    )
+    # Today's vital signs do not fold away the abnormal labs of the last draw, seven weeks ago.
+    vitals = build_vitals(
+        [
+            obs("8867-4", "2026-11-28T13:55:00Z", 112, ucum="/min"),
+            obs("9279-1", "2026-09-01T13:55:00Z", 26, ucum="/min"),
+        ],
+        "",
+        ADULT,
+        NOW,
+    )
+    strip = abnormal(vitals, labs, NOW)
+    assert [m.key for m in strip.recent] == ["potassium", "glucose", "hr"]
+    assert [m.key for m in strip.older] == ["hba1c", "rr"]
+    settings.CLINICAL_ATTENTION_DAYS = 200  # a longer window simply counts back from now
+    assert [m.key for m in abnormal(vitals, labs, NOW).older] == []
 
 
 def test_labs_keep_a_fixed_clinical_order_kidney_first_creatinine_beside_egfr():
@@ -241,3 +256,48 @@ def test_labs_keep_a_fixed_clinical_order_kidney_first_creatinine_beside_egfr():
     )
     groups = [(g, [m.key for m in ms]) for g, ms in lab_groups(labs)]
     assert groups == [("Kidney", ["creatinine", "egfr", "bun"]), ("Electrolytes", ["sodium", "potassium"])]
+
+
+def test_a_number_beside_a_range_sent_only_as_text_is_marked_not_judged():
+    text_range = [{"text": "0.0 - 0.9 mg/dL"}]
+    crp = build_labs(
+        [obs("1988-5", "2026-11-27T01:48:00Z", valueString="<0.1", referenceRange=text_range)], "", ADULT, NOW
+    )[0]
+    assert crp.latest.unjudged and not crp.latest.no_range and crp.latest.flag is None
+    expected = [{"text": "Negative"}]
+    dipstick = obs("5792-7", "2026-11-27T01:48:00Z", valueString="Negative", referenceRange=expected)
+    negative = build_labs([dipstick], "", ADULT, NOW)[0]
+    assert not negative.latest.unjudged  # a word beside its expected word: nothing a number would miss
+
+
+def test_a_cancelled_newer_result_says_when_it_was_cancelled(settings):
+    settings.TIME_ZONE = "UTC"
+    potassium = by_key(
+        build_labs(
+            [
+                obs("2823-3", "2026-11-27T01:48:00Z", 5.6, ucum="mmol/L"),
+                obs("2823-3", "2026-11-27T20:00:00Z", status="cancelled", note=[{"text": "Clotted"}]),
+                obs("2823-3", "2026-11-28T04:00:00Z", status="cancelled", note=[{"text": "Hemolyzed"}]),
+            ],
+            "",
+            ADULT,
+            NOW,
+        )
+    )["potassium"]
+    assert potassium.open_item == "A newer result (28 Nov 2026 04:00) was cancelled: Hemolyzed"
+
+
+def test_a_score_has_no_unit_to_miss_and_changes_at_its_own_precision():
+    pain = by_key(
+        build_vitals(
+            [
+                obs("72514-3", "2026-10-30T14:45:00Z", 3.1734, ucum="{score}"),
+                obs("72514-3", "2026-09-30T14:45:00Z", 4.3402, ucum="{score}"),
+            ],
+            "",
+            ADULT,
+            NOW,
+        )
+    )["pain"]
+    assert pain.latest.value == "3" and pain.latest.unit == "" and pain.latest.unitless
+    assert pain.change == "↓ 1"  # as displayed (3 and 4), not 1.17 from the unrounded values

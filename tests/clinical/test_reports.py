@@ -140,7 +140,8 @@ def test_a_report_listing_only_an_older_reading_does_not_claim_the_measure():
 )
 def test_it_reads_result_references_in_the_forms_servers_send(ref):
     groups, _ = group_labs(labs(), OBSERVATIONS, [report("r", "2026-11-28T08:00:00Z", ref)])
-    assert groups[0].report.id == "r" and [m.key for m in groups[0].measures] == ["potassium"]
+    (found,) = [g for g in groups if g.report is not None]
+    assert found.report.id == "r" and [m.key for m in found.measures] == ["potassium"]
 
 
 @pytest.mark.parametrize(
@@ -257,3 +258,11 @@ def test_a_snomed_report_name_loses_its_semantic_tag():
     short, full = report_name(None, [("http://snomed.info/sct", "1", "Bone marrow examination (procedure)")])
     assert (short, full) == ("Bone marrow examination", "Bone marrow examination (procedure)")
     assert observation_id("urn:uuid:not a uuid!", BASE) == ""
+
+
+def test_report_and_category_groups_share_one_clinical_order():
+    # Kidney (no report) before the lipid report; the lipid report before Thyroid (no report).
+    lipids = report("lipids", "2026-06-01T08:00:00Z", "Observation/ldl")
+    groups, _ = group_labs(labs(), OBSERVATIONS, [lipids])
+    titles = [g.title for g in groups]
+    assert titles.index("Kidney") < titles.index("Report lipids") < titles.index("Thyroid")

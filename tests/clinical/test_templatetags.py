@@ -136,3 +136,30 @@ def test_history_captions_say_when_only_the_latest_rows_are_shown():
     table = vital_history(Measure("hr", "Heart rate", readings[0], readings))
     assert f"<caption>Heart rate (latest {HISTORY_LIMIT} of {HISTORY_LIMIT + 5})</caption>" in table
     assert table.count("<tr") == HISTORY_LIMIT + 1
+
+
+def test_a_change_never_hides_that_the_previous_value_was_flagged():
+    december = When.parse("2025-12-24")
+    low = Reading(december, "38", "mg/dL", 38.0, flag=Flag("critical", "Critical low", "sender", "LL"))
+    latest = Reading(WHEN, "212", "mg/dL", 212.0, flag=Flag("high", "Above range", "sender", "H"))
+
+    def glucose(previous: Reading) -> Measure:
+        history = (latest, previous)
+        change = {"change": "↑ 174", "change_since": "since Dec"}
+        return Measure("glucose", "Glucose", latest, history, previous=previous, **change)
+
+    assert '↑ 174 since Dec <span class="was-flagged">(was 38 ⚠ LL)</span>' in lab_row(glucose(low))
+    normal = Reading(december, "38", "mg/dL", 38.0, flag=Flag("normal", "Normal", "range"))
+    assert "was-flagged" not in lab_row(glucose(normal))
+
+
+def test_a_number_sent_as_text_still_says_it_has_no_unit_and_an_unapplied_range_is_not_judged():
+    crp = Reading(WHEN, "<0.1", reference_range="0.0 - 0.9 mg/dL", unjudged=True)
+    assert '<span class="unit">(no unit)</span>' in reading_value(crp)
+    assert "not judged" in reading_flag(crp)
+    assert "(no unit)" not in reading_value(Reading(WHEN, "Not detected"))
+
+
+def test_a_score_shows_no_unit_and_no_missing_unit_note():
+    html = reading_value(Reading(WHEN, "3", "", 3.0, unitless=True))
+    assert "(no unit)" not in html and '<span class="unit"></span>' in html
