@@ -88,11 +88,6 @@ class SyncRun(models.Model):
                 f"{n} {code}" for code, n in sorted(errors.items(), key=lambda c: (-c[1], c[0]))
             )
             parts.append(f"the EHR reported {_count(sum(errors.values()), 'error')} ({detail})")
-        others = {
-            s: sum(c.values()) for s, c in (self.issues or {}).items() if s in ("warning", "information")
-        }
-        if others.get("warning"):
-            parts.append(f"{_count(others['warning'], 'warning')} from the EHR")
         if self.issue_lines_skipped:
             parts.append(
                 f"{_count(self.issue_lines_skipped, 'line')} of the EHR's error files could not be read"
@@ -100,6 +95,9 @@ class SyncRun(models.Model):
         text = "; ".join(parts)
         if self.incomplete:
             text += ": this run may be incomplete"
+        warnings = sum((self.issues or {}).get("warning", {}).values())
+        if warnings:  # worth a look at the EHR, but no sign of missing data
+            text += f"{'; the EHR also' if text else 'the EHR'} sent {_count(warnings, 'warning')}"
         return text[:1].upper() + text[1:]
 
 
