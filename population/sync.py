@@ -77,6 +77,7 @@ def _recompute(export: bulk.BulkExport, summarizer: Summarizer, patients: set[st
         try:
             export.run(summarizer.refresh, types=READINGS, patients=sorted(patients))
             return
-        except bulk.PatientFilterRefused as exc:
-            logger.info("population recompute: the EHR refused a per-patient export (%s)", exc)
+        except bulk.PatientFilterRefused:
+            # Not the EHR's text: a refusal of `patient` parameters may well name the patients.
+            logger.info("population recompute: per-patient export refused; exporting the group's readings")
     export.run(summarizer.refresh, types=READINGS)
