@@ -25,11 +25,18 @@ class SyncRunAdmin(_ReadOnly):
         "finished_at",
         "resources",
         "patients",
+        "deleted",
+        "complete",
         "errors",
     )
     list_filter = ("status", "ehr")
     list_select_related = ("ehr",)
     date_hierarchy = "started_at"
+
+    @admin.display(boolean=True, description="complete")
+    def complete(self, run: SyncRun) -> bool | None:
+        """Unknown while running or after a failure; false when the EHR reported errors."""
+        return None if run.status != SyncRun.Status.SUCCEEDED else not run.incomplete
 
 
 @admin.register(PatientSummary)

@@ -22,6 +22,7 @@ from smartapp.models import Ehr
 
 ALL = "_all"  # URL stand-in for "every patient" (a FHIR id cannot start with "_")
 PAGE_SIZE = 50
+HISTORY = 5  # runs shown under a group's patients
 A1C_HIGH = 9
 UNSEEN_DAYS = 365
 SORTS = {
@@ -104,6 +105,7 @@ def patients(request: HttpRequest, slug: str, group: str) -> HttpResponse:
         params = dict([*kept, ("sort", sort)], **changes)
         return "?" + urlencode({k: v for k, v in params.items() if v})
 
+    runs = list(SyncRun.objects.filter(ehr=ehr, group_id=group_id)[:HISTORY])
     today = now.date()
     items = list(page.object_list)
     for row in items:
@@ -127,7 +129,8 @@ def patients(request: HttpRequest, slug: str, group: str) -> HttpResponse:
             "filters": [(key, label, key in active) for key, (label, _q) in FILTERS.items()],
             "sort_links": {key: query(sort=key) for key in SORTS},
             "page_query": query(),
-            "last_run": SyncRun.objects.filter(ehr=ehr, group_id=group_id).first(),
+            "last_run": runs[0] if runs else None,
+            "runs": runs,
             "a1c_high": A1C_HIGH,
         },
     )

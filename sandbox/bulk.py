@@ -5,7 +5,9 @@ diabetes Condition is in that clinic), so they follow the seed with no table of 
 `pop` group holds the generated population (`runsandbox --population N`), made on demand only.
 
 Jobs live in memory: the sandbox is one multi-threaded process, and a restart ending every
-export is what a real server's job loss looks like to a client.
+export is what a real server's job loss looks like to a client. Deletions (`delete_resource`,
+from the test-only API) leave tombstones in the database, listed in the `deleted` files of later
+`_since` exports as the spec's transaction Bundles of DELETE entries.
 
 Reference: https://hl7.org/fhir/uv/bulkdata/export.html
 """
@@ -19,14 +21,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 
 from sandbox import codes, synthetic
-from sandbox.store import Resource
+from sandbox.store import Deletion, Resource
 
 EXPORT_TYPES = ("Patient", "Encounter", "Observation", "Condition")
 NDJSON_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
-PART_SIZE = 20_000  # resources per NDJSON file
+PART_SIZE = 20_000  # resources (or deletions) per NDJSON file
+BUNDLE_SIZE = 100  # DELETE entries per transaction Bundle (one line of a deleted file)
+LEAKY_NAME = "MRN 000123 (Jane Doe)"  # what an EHR's error diagnostics may say about a patient
 JOB_TTL = 3600  # seconds a finished job and its files stay available
 POPULATION_PREFIX = "pop-"
 
@@ -69,6 +74,40 @@ def group_resource(group_id: str, base: str) -> dict | None:
     }
 
 
+def exact_now() -> str:
+    """Now as a UTC instant to the microsecond: fixed width, so text order is time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def groups_of(patient_id: str) -> list[str]:
+    """The Groups a patient is in now (membership follows the data: kept with each tombstone)."""
+    patient = Resource.objects.filter(rtype="Patient", rid=patient_id)
+    ids = [gid for gid in GROUPS if patient.filter(group_members(gid)).exists()]
+    return [*ids, POPULATION_GROUP[0]] if patient_id.startswith(POPULATION_PREFIX) else ids
+
+
+@transaction.atomic
+def delete_resource(rtype: str, rid: str) -> list[str]:
+    """Delete a resource (a Patient with its whole compartment, as a cascading delete does) and
+    keep a tombstone of each; returns the references deleted ([] when there is no such resource)."""
+    target = Resource.objects.filter(rtype=rtype, rid=rid).first()
+    if target is None:
+        return []
+    groups = f" {' '.join(groups_of(target.patient_id))} " if target.patient_id else ""
+    rows = (
+        Resource.objects.filter(patient_id=rid)
+        if rtype == "Patient"
+        else Resource.objects.filter(pk=target.pk)
+    )
+    gone = list(rows.values_list("rtype", "rid", "patient_id"))
+    when = exact_now()
+    Deletion.objects.bulk_create(
+        Deletion(rtype=t, rid=i, patient_id=p, groups=groups, deleted_at=when) for t, i, p in gone
+    )
+    rows.delete()
+    return [f"{t}/{i}" for t, i, _p in gone]
+
+
 # --- Jobs -------------------------------------------------------------------------------------
 
 
@@ -81,6 +120,10 @@ class Job:
     since: str  # UTC ISO instant, or ""
     members: Q | None  # None: every patient
     transaction_time: str
+    group_id: str = ""
+    patients: tuple[str, ...] = ()  # `patient` parameters: only these patients' resources
+    deleted_since: str = ""  # `since` to the microsecond, as tombstones are stamped
+    error_codes: tuple[str, ...] = ()  # the error file's issues (fault bulk_error_codes)
     created: float = field(default_factory=time.monotonic)
     polls: int = 0
     completed: bool = False
@@ -90,11 +133,28 @@ class Job:
         qs = Resource.objects.filter(rtype=rtype).exclude(patient_id="")
         if self.members is not None:
             qs = qs.filter(self.members)
+        if self.patients:
+            qs = qs.filter(patient_id__in=self.patients)
         if self.since:
             qs = qs.filter(last_updated__gt=self.since)
         return qs
 
-    def manifest(self, base: str) -> dict:
+    def deletions(self):
+        """Tombstones of the requested types deleted after `_since` (none without one), of the
+        group's patients then; a resource that exists again is not listed (the spec: never in
+        both `output` and `deleted`)."""
+        if not self.deleted_since:
+            return Deletion.objects.none()
+        qs = Deletion.objects.filter(rtype__in=self.types, deleted_at__gt=self.deleted_since)
+        group = Q(groups__contains=f" {self.group_id} ") if self.group_id else ~Q(patient_id="")
+        qs = qs.filter(group)
+        if self.patients:
+            qs = qs.filter(patient_id__in=self.patients)
+        back = Resource.objects.filter(rtype=OuterRef("rtype"), rid=OuterRef("rid"))
+        return qs.exclude(Exists(back)).order_by("pk")
+
+    def manifest(self, base: str, error_codes: tuple[str, ...] = ()) -> dict:
+        self.error_codes = error_codes
         output = []
         for rtype in self.types:
             count = self.rows(rtype).count()
@@ -106,12 +166,21 @@ class Job:
                         "count": min(PART_SIZE, count - part * PART_SIZE),
                     }
                 )
+        count = self.deletions().count()
+        deleted = [
+            {"type": "Bundle", "url": f"{base}/_bulk/deleted/{self.id}/{part}"}
+            for part in range((count + PART_SIZE - 1) // PART_SIZE)
+        ]
+        errors = (
+            [{"type": "OperationOutcome", "url": f"{base}/_bulk/error/{self.id}/0"}] if error_codes else []
+        )
         return {
             "transactionTime": self.transaction_time,
             "request": self.request,
             "requiresAccessToken": True,
             "output": output,
-            "error": [],
+            **({"deleted": deleted} if deleted else {}),
+            "error": errors,
         }
 
     def part(self, rtype: str, part: int):
@@ -119,12 +188,52 @@ class Job:
         qs = self.rows(rtype).order_by("pk").values_list("body", flat=True)
         return qs[part * PART_SIZE : (part + 1) * PART_SIZE].iterator(chunk_size=1000)
 
+    def deleted_part(self, part: int):
+        """One `deleted` file: transaction Bundles of up to BUNDLE_SIZE DELETE entries each."""
+        refs = self.deletions().values_list("rtype", "rid")[part * PART_SIZE : (part + 1) * PART_SIZE]
+        refs = list(refs)
+        for start in range(0, len(refs), BUNDLE_SIZE):
+            yield {
+                "resourceType": "Bundle",
+                "id": secrets.token_hex(8),
+                "type": "transaction",
+                "entry": [
+                    {"request": {"method": "DELETE", "url": f"{rtype}/{rid}"}}
+                    for rtype, rid in refs[start : start + BUNDLE_SIZE]
+                ],
+            }
+
+    def error_outcomes(self):
+        """The error file: one OperationOutcome per injected code. Its diagnostics name a
+        patient, as real ones do, so tests can check that the app keeps no such text."""
+        for code in self.error_codes:
+            yield {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "severity": "error",
+                        "code": code,
+                        "diagnostics": f"injected fault: a record of {LEAKY_NAME} could not be exported",
+                    }
+                ],
+            }
+
 
 _jobs: dict[str, Job] = {}
 _lock = threading.Lock()
 
 
-def start(client_pk: int, request: str, types: tuple[str, ...], since: str, members: Q | None) -> Job:
+def start(
+    client_pk: int,
+    request: str,
+    types: tuple[str, ...],
+    since: str,
+    members: Q | None,
+    *,
+    group_id: str = "",
+    patients: tuple[str, ...] = (),
+    deleted_since: str = "",
+) -> Job:
     now = datetime.now(UTC)
     job = Job(
         id=secrets.token_urlsafe(16),
@@ -134,6 +243,9 @@ def start(client_pk: int, request: str, types: tuple[str, ...], since: str, memb
         since=since,
         members=members,
         transaction_time=now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        group_id=group_id,
+        patients=patients,
+        deleted_since=deleted_since,
     )
     with _lock:
         for stale in [k for k, j in _jobs.items() if time.monotonic() - j.created > JOB_TTL]:

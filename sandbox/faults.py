@@ -40,6 +40,12 @@ FAULTS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "bulk_retry_after": (int, "Retry-After seconds on export 202/429/503 answers (default 1)"),
     "bulk_file_expired": (bool, "export file URLs answer 410 (expired)"),
     "bulk_export_error": (bool, "the export fails: status polls answer 500 with an OperationOutcome"),
+    "bulk_error_codes": (
+        list,
+        "the export completes with an error file: one OperationOutcome (severity error) per code, "
+        'e.g. ["not-found", "not-found", "processing"]',
+    ),
+    "bulk_no_patient_param": (bool, "kick-offs with `patient` parameters are refused (400 not-supported)"),
 }
 
 

@@ -13,6 +13,7 @@ if getattr(settings, "SANDBOX_SERVER", False):
     from sandbox.store import (  # noqa: F401
         AuthCode,
         Client,
+        Deletion,
         LaunchContext,
         Resource,
         SeenJti,

@@ -34,6 +34,18 @@ urlpatterns = [
     re_path(rf"^fhir/Group/{_ID}$", views_bulk.group_read, name="group_read"),
     path("fhir/_bulk/status/<str:job_id>", views_bulk.status, name="export_status"),
     path("fhir/_bulk/file/<str:job_id>/<str:rtype>/<int:part>", views_bulk.file, name="export_file"),
+    path(
+        "fhir/_bulk/deleted/<str:job_id>/<int:part>",
+        views_bulk.extra_file,
+        {"kind": "deleted"},
+        name="export_deleted",
+    ),
+    path(
+        "fhir/_bulk/error/<str:job_id>/<int:part>",
+        views_bulk.extra_file,
+        {"kind": "error"},
+        name="export_error",
+    ),
     re_path(rf"^fhir/{_TYPE}/_search$", views_fhir.search, name="search_post"),
     re_path(rf"^fhir/{_TYPE}/{_ID}$", views_fhir.read, name="read"),
     re_path(rf"^fhir/{_TYPE}$", views_fhir.search, name="search"),
@@ -54,4 +66,5 @@ urlpatterns = [
     path("_sandbox/stats", views_testing.stats_view, name="stats"),
     path("_sandbox/clients", views_testing.clients, name="clients"),
     path("_sandbox/launch", views_testing.launch, name="launch"),
+    path("_sandbox/delete", views_testing.delete, name="delete"),
 ]

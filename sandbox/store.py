@@ -108,6 +108,25 @@ class Resource(models.Model):
         return f"{self.rtype}/{self.rid}"
 
 
+class Deletion(models.Model):
+    """A deleted resource, kept for the `deleted` files of `_since` exports (a tombstone)."""
+
+    rtype = models.CharField(max_length=40)
+    rid = models.CharField(max_length=64)
+    patient_id = models.CharField(max_length=64, blank=True, default="")
+    groups = models.CharField(
+        max_length=200, blank=True, default="", help_text="' grp-htn grp-dm ': its patient's Groups then"
+    )
+    deleted_at = models.CharField(max_length=32, help_text="UTC ISO instant to the microsecond")
+
+    class Meta:
+        app_label = "sandbox"
+        indexes = [models.Index(fields=["deleted_at"], name="sandbox_deletion_at")]
+
+    def __str__(self) -> str:
+        return f"{self.rtype}/{self.rid} (deleted)"
+
+
 class LaunchContext(models.Model):
     """An EHR launch token: opaque, single use, short lived, bound to one client."""
 

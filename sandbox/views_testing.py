@@ -12,6 +12,9 @@ Shapes:
   DELETE /_sandbox/stats                  -> {"reset": true}
   POST   /_sandbox/clients {client fields}-> {"client_id": ID, "created": bool}
   POST   /_sandbox/launch {"client_id", "patient", "encounter"?, "user"?} -> {"launch", "iss", "launch_url"}
+  POST   /_sandbox/delete {"resource": "Observation/ID"} -> {"deleted": ["Observation/ID"]}
+                                          (a Patient takes its whole compartment with it; each deleted
+                                          resource is listed in later `_since` exports' `deleted` files)
   GET    /_sandbox/health                 -> {"status": "ok"}
 """
 
@@ -26,8 +29,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from sandbox import bulk, oauth, registry
 from sandbox import faults as fault_mod
-from sandbox import oauth, registry
 from sandbox.faults import stats
 from sandbox.store import Client, Resource
 
@@ -141,3 +144,20 @@ def launch(request: HttpRequest) -> JsonResponse:
     sep = "&" if "?" in client.launch_url else "?"
     url = client.launch_url + sep + urlencode({"iss": iss, "launch": token}) if client.launch_url else ""
     return JsonResponse({"launch": token, "iss": iss, "launch_url": url})
+
+
+@loopback_only
+@require_http_methods(["POST"])
+def delete(request: HttpRequest) -> JsonResponse:
+    """Delete a resource as the EHR's users would, so `_since` exports list it as deleted."""
+    try:
+        data = _body(request)
+    except ValueError as e:
+        return _bad(str(e))
+    reference = data.get("resource")
+    if not isinstance(reference, str) or reference.count("/") != 1:
+        return _bad("resource must be a reference: Type/id")
+    deleted = bulk.delete_resource(*reference.split("/"))
+    if not deleted:
+        return _bad("unknown resource", 404)
+    return JsonResponse({"deleted": deleted})

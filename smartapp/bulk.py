@@ -2,7 +2,9 @@
 
 Everything goes through `smartapp.transport`. The backend token (`smartapp.backend`) is sent
 only to the EHR's own origin (the status URL must be there; a file URL elsewhere gets no token,
-and one that needs the token is refused). Files are read line by line, never whole.
+and one that needs the token is refused). Files are read line by line, never whole: the data
+(`output`), the deletions since `_since` (`deleted`: transaction Bundles of DELETE entries) and
+the EHR's messages (`error`: OperationOutcomes, kept as counts only) through the same path.
 
 Reference: https://hl7.org/fhir/uv/bulkdata/export.html
 """
@@ -12,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -20,7 +23,7 @@ from urllib.parse import urljoin
 
 from django.conf import settings
 
-from smartapp import backend, transport
+from smartapp import backend, safety, transport
 from smartapp.models import BackendRegistration
 
 logger = logging.getLogger(__name__)
@@ -29,10 +32,53 @@ DEFAULT_TYPES = ("Patient", "Observation", "Condition", "Encounter")
 MAX_STATUS_BYTES = 4 * 1024 * 1024  # a manifest lists files; an OperationOutcome is small
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one resource
 MAX_TRANSIENT_ERRORS = 5  # consecutive 5xx/429 answers tolerated while kicking off or polling
+MAX_PATIENTS = 500  # `patient` parameters in one kick-off; more, and the caller exports the group
+
+# Reference: https://hl7.org/fhir/R4/resourcelist.html (FHIR R4 4.0.1)
+RESOURCE_TYPES = frozenset(
+    """Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
+    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
+    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
+    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
+    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
+    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis
+    Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence
+    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal
+    GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
+    ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice
+    Library Linkage List Location Measure MeasureReport Media Medication MedicationAdministration
+    MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement MedicinalProduct
+    MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication
+    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
+    MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder Observation
+    ObservationDefinition OperationDefinition OperationOutcome Organization OrganizationAffiliation
+    Parameters Patient PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner
+    PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson
+    RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject
+    RiskAssessment RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen
+    SpecimenDefinition StructureDefinition StructureMap Subscription Substance
+    SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation
+    SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task
+    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription""".split()  # noqa: SIM905 - 146 names read better as words
+)
+# Reference: https://hl7.org/fhir/R4/valueset-issue-severity.html, valueset-issue-type.html
+ISSUE_SEVERITIES = ("fatal", "error", "warning", "information")
+ISSUE_CODES = frozenset(
+    """invalid structure required value invariant security login unknown expired forbidden
+    suppressed processing not-supported duplicate multiple-matches not-found deleted too-long
+    code-invalid extension too-costly business-rule conflict transient lock-error no-store
+    exception timeout incomplete throttled informational""".split()  # noqa: SIM905
+)
 
 
 class ExportError(Exception):
     """The export failed; `str(exc)` is safe to log and show an admin."""
+
+
+class PatientFilterRefused(ExportError):
+    """The EHR refused a kick-off narrowed to some patients (`patient` is optional for servers)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +94,35 @@ class Manifest:
     requires_access_token: bool
     output: tuple[ExportFile, ...]
     errors: tuple[ExportFile, ...] = ()
+    deleted: tuple[ExportFile, ...] = ()
+
+
+@dataclass
+class ExportReport:
+    """What an export said beyond its data: unreadable deletion entries, the error files' issues.
+
+    Of the EHR's OperationOutcomes only each issue's severity and code are kept, and only values
+    of their FHIR value sets (anything else counts as severity "error" or code "other"): the
+    `diagnostics`, `details.text`, `expression` and `location` are free text the EHR writes, which
+    may name a patient ("MRN 123, Maria Garcia"), and no filter can be trusted to strip that from
+    free text. The codes say enough for staff to know that a run is incomplete and roughly why;
+    the details stay at the EHR, whose staff may see them.
+    """
+
+    deletions_skipped: int = 0
+    issues: Counter[tuple[str, str]] = field(default_factory=Counter)  # (severity, code) -> n
+    issue_lines_skipped: int = 0
+
+    def add_issue(self, severity: Any, code: Any) -> None:
+        severity = severity if severity in ISSUE_SEVERITIES else "error"  # 1..1 in FHIR: assume the worst
+        self.issues[(severity, code if code in ISSUE_CODES else "other")] += 1
+
+    def by_severity(self) -> dict[str, dict[str, int]]:
+        """{"error": {"not-found": 2, "processing": 1}, ...}: plain JSON for the run's record."""
+        counts: dict[str, dict[str, int]] = {}
+        for (severity, code), n in sorted(self.issues.items()):
+            counts.setdefault(severity, {})[code] = n
+        return counts
 
 
 @dataclass
@@ -124,6 +199,7 @@ class BulkExport:
         self.progress = Progress()
         self.on_progress = on_progress
         self.status_url = ""
+        self.report = ExportReport()
         self._token: backend.BackendToken | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -158,7 +234,14 @@ class BulkExport:
         return transport.origin(url) == self.origin
 
     def _call(
-        self, method: str, url: str, *, accept: str, params: dict | None = None, **headers
+        self,
+        method: str,
+        url: str,
+        *,
+        accept: str,
+        params: dict | None = None,
+        body: bytes | None = None,
+        **headers,
     ) -> transport.Reply:
         """One call to the EHR with the token, a new token once after a 401."""
         if not self._own(url):
@@ -169,6 +252,7 @@ class BulkExport:
                     method,
                     url,
                     params=params,
+                    data=body,
                     headers={"Accept": accept, **headers, **self._auth()},
                     limit=MAX_STATUS_BYTES,
                     deadline=min(transport.total_deadline(), self._left()),
@@ -205,21 +289,38 @@ class BulkExport:
 
     # --- the protocol -----------------------------------------------------------------------
 
-    def kickoff(self, types: tuple[str, ...] = DEFAULT_TYPES, since: str = "") -> str:
-        """Start the export; returns the status URL (Content-Location)."""
+    def kickoff(
+        self, types: tuple[str, ...] = DEFAULT_TYPES, since: str = "", patients: Iterable[str] = ()
+    ) -> str:
+        """Start the export; returns the status URL (Content-Location).
+
+        With `patients`, a POST narrowed to those patients (`patient` parameters): optional for
+        servers, so a refusal raises `PatientFilterRefused` and the caller may export the group.
+        """
         # Reference: https://hl7.org/fhir/uv/bulkdata/export.html#bulk-data-kick-off-request
         path = f"Group/{self.reg.group_id}/$export" if self.reg.group_id else "Patient/$export"
         params = {"_type": ",".join(types), "_outputFormat": "application/fhir+ndjson"}
         if since:
             params["_since"] = since
+        patients = list(patients)
+        request: dict[str, Any] = {"params": params}
+        if patients:
+            parameters = [{"name": k, "valueString": v} for k, v in params.items() if k != "_since"]
+            if since:
+                parameters.append({"name": "_since", "valueInstant": since})
+            parameters += [
+                {"name": "patient", "valueReference": {"reference": f"Patient/{p}"}} for p in patients
+            ]
+            body = {"resourceType": "Parameters", "parameter": parameters}
+            request = {"body": json.dumps(body).encode(), "Content-Type": "application/fhir+json"}
         transient = 0
         while True:
             reply = self._call(
-                "GET",
+                "POST" if patients else "GET",
                 f"{self.base}/{path}",
                 accept="application/fhir+json",
-                params=params,
                 Prefer="respond-async",
+                **request,
             )
             if reply.status_code == 202:
                 location = reply.headers.get("Content-Location", "")
@@ -234,9 +335,12 @@ class BulkExport:
                 self._wait(retry_after(reply.headers.get("Retry-After"), 2**transient))
                 continue
             detail = _diagnostics(reply)
-            raise ExportError(
+            message = (
                 f"The EHR refused the export (HTTP {reply.status_code}){': ' + detail if detail else ''}."
             )
+            if patients and reply.status_code in (400, 404, 405, 415, 422, 501):
+                raise PatientFilterRefused(message)
+            raise ExportError(message)
 
     def poll(self) -> Manifest:
         """Poll the status URL until the manifest, honouring Retry-After, with capped backoff."""
@@ -270,22 +374,35 @@ class BulkExport:
                 ExportFile(str(item["type"]), urljoin(self.status_url, str(item["url"])), item.get("count"))
                 for item in body.get("output") or []
             )
-            errors = tuple(
-                ExportFile(
-                    str(item.get("type", "OperationOutcome")), urljoin(self.status_url, str(item["url"]))
-                )
-                for item in body.get("error") or []
-            )
             manifest = Manifest(
-                str(body["transactionTime"]), bool(body.get("requiresAccessToken")), files, errors
+                str(body["transactionTime"]),
+                bool(body.get("requiresAccessToken")),
+                files,
+                self._files(body, "error", "OperationOutcome"),
+                self._files(body, "deleted", "Bundle"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ExportError("The EHR's export manifest is malformed.") from exc
-        self._report(phase="downloading", files=len(files))
+        listed = len(files) + len(manifest.deleted) + len(manifest.errors)
+        self._report(phase="downloading", files=self.progress.files_done + listed)
         return manifest
 
-    def lines(self, manifest: Manifest, item: ExportFile) -> Iterator[dict[str, Any]]:
-        """The resources of one NDJSON file, parsed one line at a time as they arrive."""
+    def _files(self, body: dict, key: str, rtype: str) -> tuple[ExportFile, ...]:
+        """The `deleted` or `error` file items: absent or empty is none; a type, if sent, must fit."""
+        # Reference: https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status
+        items = body.get(key) or []
+        if not isinstance(items, list):
+            raise TypeError(f"{key} is not an array")
+        files = []
+        for item in items:
+            if item.get("type", rtype) != rtype:
+                raise ValueError(f"{key} file of type {item.get('type')!r}")
+            files.append(ExportFile(rtype, urljoin(self.status_url, str(item["url"])), item.get("count")))
+        return tuple(files)
+
+    def _lines(self, manifest: Manifest, item: ExportFile) -> Iterator[bytes]:
+        """The non-blank lines of one NDJSON file as they arrive: size-capped, within the deadline,
+        the token only to the EHR's own origin."""
         # Reference: https://hl7.org/fhir/uv/bulkdata/export.html#file-request
         headers = {"Accept": "application/fhir+ndjson"}
         if manifest.requires_access_token:
@@ -306,9 +423,9 @@ class BulkExport:
                         raise ExportError("An export file holds an implausibly long line.")
                     for line in complete:
                         if line.strip():
-                            yield self._parse(line, item.type)
+                            yield line
                 if pending.strip():
-                    yield self._parse(pending, item.type)
+                    yield pending
         except transport.RefusedURL as exc:
             raise ExportError(f"The app does not fetch this address: {exc}") from exc
         except transport.TooLarge as exc:
@@ -316,15 +433,69 @@ class BulkExport:
         except transport.OutboundError as exc:
             raise ExportError(f"An export file download failed ({exc}).") from exc
 
+    def lines(self, manifest: Manifest, item: ExportFile) -> Iterator[dict[str, Any]]:
+        """The resources of one NDJSON file, parsed one line at a time as they arrive."""
+        for line in self._lines(manifest, item):
+            yield self._parse(line, item.type)
+
     @staticmethod
     def _parse(line: bytes, rtype: str) -> dict[str, Any]:
         try:
             resource = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ExportError("An export file holds a line that is not JSON.") from exc
         if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
             raise ExportError(f"An export file for {rtype} holds something else.")
         return resource
+
+    @staticmethod
+    def _loads(line: bytes, rtype: str) -> dict[str, Any] | None:
+        """One line as a resource of `rtype`, or None. In deleted and error files a bad line is
+        skipped and counted rather than failing the run: failing would also throw away every good
+        deletion, and the same bad line would fail each later run too."""
+        try:
+            resource = json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+        return resource if isinstance(resource, dict) and resource.get("resourceType") == rtype else None
+
+    def deletions(self, manifest: Manifest, item: ExportFile) -> Iterator[tuple[str, str]]:
+        """(resource type, id) of each DELETE entry in one `deleted` file, checked strictly.
+
+        Each line is a transaction Bundle; each entry's `request.method` is DELETE and its
+        `request.url` is `Type/id`. A line or entry that is anything else (not JSON, not a
+        transaction Bundle, another method, an absolute or versioned URL, an unknown type, an id
+        outside the FHIR id pattern) is skipped and counted in `report.deletions_skipped`.
+        """
+        # Reference: https://hl7.org/fhir/uv/bulkdata/export.html#response---complete-status
+        for line in self._lines(manifest, item):
+            bundle = self._loads(line, "Bundle")
+            entries = (
+                bundle.get("entry") if bundle is not None and bundle.get("type") == "transaction" else None
+            )
+            if not isinstance(entries, list) or not entries:
+                self.report.deletions_skipped += 1
+                continue
+            for entry in entries:
+                found = _deleted_reference(entry)
+                if found is None:
+                    self.report.deletions_skipped += 1
+                else:
+                    yield found
+
+    def read_issues(self, manifest: Manifest, item: ExportFile) -> None:
+        """Count the issues of one `error` file's OperationOutcomes into `report` (see ExportReport)."""
+        for line in self._lines(manifest, item):
+            outcome = self._loads(line, "OperationOutcome")
+            issues = outcome.get("issue") if outcome is not None else None
+            if not isinstance(issues, list) or not issues:
+                self.report.issue_lines_skipped += 1
+                continue
+            for issue in issues:
+                if isinstance(issue, dict):
+                    self.report.add_issue(issue.get("severity"), issue.get("code"))
+                else:
+                    self.report.add_issue(None, None)
 
     def cancel(self) -> None:
         """DELETE the status URL (cancel, or tell the EHR the files are no longer needed); never raises."""
@@ -343,10 +514,14 @@ class BulkExport:
         *,
         types: tuple[str, ...] = DEFAULT_TYPES,
         since: str = "",
+        patients: Iterable[str] = (),
+        on_deleted: Callable[[str, str], None] | None = None,
     ) -> Manifest:
-        """Kick off, poll, stream every file into `handle` (Patients first); DELETE at the end."""
+        """Kick off, poll, stream every output file into `handle` (Patients first), then the
+        deleted files into `on_deleted` (skipped without one) and the error files into `report`;
+        DELETE at the end. May run again on the same instance (same token, same deadline)."""
         try:
-            self.kickoff(types, since)
+            self.kickoff(types, since, patients)
             manifest = self.poll()
             order = {t: i for i, t in enumerate(DEFAULT_TYPES)}
             for item in sorted(manifest.output, key=lambda f: order.get(f.type, len(order))):
@@ -354,6 +529,28 @@ class BulkExport:
                     handle(resource)
                     self.progress.resources += 1
                 self._report(files_done=self.progress.files_done + 1)
+            for item in manifest.deleted if on_deleted is not None else ():
+                for rtype, rid in self.deletions(manifest, item):
+                    on_deleted(rtype, rid)
+                self._report(files_done=self.progress.files_done + 1)
+            for item in manifest.errors:
+                self.read_issues(manifest, item)
+                self._report(files_done=self.progress.files_done + 1)
             return manifest
         finally:
             self.cancel()
+            self.status_url = ""
+
+
+def _deleted_reference(entry: Any) -> tuple[str, str] | None:
+    """`Type/id` of a DELETE entry, or None when the entry is not exactly that."""
+    request = entry.get("request") if isinstance(entry, dict) else None
+    if not isinstance(request, dict) or request.get("method") != "DELETE":
+        return None
+    url = request.get("url")
+    if not isinstance(url, str) or url.count("/") != 1:
+        return None
+    rtype, rid = url.split("/")
+    if rtype not in RESOURCE_TYPES or not safety.FHIR_ID.match(rid):
+        return None
+    return rtype, rid

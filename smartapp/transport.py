@@ -445,7 +445,7 @@ def stream(
     *,
     limit: int,
     headers: Mapping[str, str] | None = None,
-    data: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | bytes | None = None,
     params: Mapping[str, str] | None = None,
     deadline: float | None = None,
     timeout: tuple[float, float] | None = None,

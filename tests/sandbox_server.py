@@ -79,6 +79,10 @@ class SandboxServer:
     def register_client(self, client: dict) -> dict:
         return self._call("POST", "/_sandbox/clients", json=client)
 
+    def delete_resource(self, reference: str) -> list[str]:
+        """Delete `Type/id` at the EHR (a Patient with its compartment); the references deleted."""
+        return self._call("POST", "/_sandbox/delete", json={"resource": reference})["deleted"]
+
     def create_launch(
         self, client_id: str, patient: str, encounter: str = "", user: str = "Practitioner/prac-smith"
     ) -> dict:

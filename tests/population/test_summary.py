@@ -164,3 +164,207 @@ def test_running_twice_writes_no_duplicate_rows(ehr):
 def test_partial_dates(value, year):
     assert parse_when(value).year == year
     assert parse_when("yesterday") is None
+
+
+# --- deletions and withdrawn readings ---------------------------------------------------------------
+
+
+def _encounter(eid, start, status="finished", pid="p1"):
+    return {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": status,
+        "subject": {"reference": f"Patient/{pid}"},
+        "period": {"start": start},
+    }
+
+
+def _row(ehr, pid="p1") -> PatientSummary:
+    return PatientSummary.objects.get(ehr=ehr, group_id="g", patient_id=pid)
+
+
+def _incremental(ehr, resources=(), deleted=(), refreshed=None) -> tuple[Summarizer, set[str]]:
+    """One incremental run: its data, its deletions, then (if asked for) the second export."""
+    summarizer = Summarizer()
+    for resource in resources:
+        summarizer.add(resource)
+    for rtype, rid in deleted:
+        summarizer.delete(rtype, rid)
+    withdrawn = summarizer.plan(ehr, "g")
+    for resource in refreshed or ():
+        summarizer.refresh(resource)
+    summarizer.save(ehr, "g")
+    return summarizer, withdrawn
+
+
+OLD_BP, NEW_BP = _bp("2024-01-01", 150, 95), _bp("2024-06-01", 128, 82)
+
+
+def test_rows_remember_the_resources_behind_their_readings(ehr):
+    row = _summary(
+        ehr,
+        [
+            _patient(),
+            OLD_BP,
+            NEW_BP,
+            _obs("4548-4", "2024-03-01", **_q(7.1, "%")),
+            _encounter("e1", "2024-02-01"),
+            _encounter("e2", "2024-05-01"),
+        ],
+    )
+    assert row.source_ids == {"bp": [NEW_BP["id"]], "hba1c": ["4548-4-2024-03-01"], "encounter": ["e2"]}
+
+
+def test_a_deleted_patient_loses_its_row_and_a_second_time_changes_nothing(ehr):
+    _summary(ehr, [_patient(), _patient("p2"), NEW_BP])
+    summarizer, withdrawn = _incremental(ehr, deleted=[("Patient", "p1")])
+    assert withdrawn == set()
+    assert list(PatientSummary.objects.values_list("patient_id", flat=True)) == ["p2"]
+    _incremental(ehr, deleted=[("Patient", "p1")])
+    assert list(PatientSummary.objects.values_list("patient_id", flat=True)) == ["p2"]
+    assert summarizer.deletions == 1
+
+
+def test_a_patient_both_exported_and_deleted_gets_no_row(ehr):
+    _incremental(ehr, [_patient("p3"), _bp("2024-06-01", 120, 80, pid="p3")], [("Patient", "p3")])
+    assert not PatientSummary.objects.filter(patient_id="p3").exists()
+
+
+def test_a_deleted_condition_leaves_the_problem_list(ehr):
+    _summary(
+        ehr, [_patient(), _patient("p2"), _condition("c1"), _condition("c2"), _condition("c3", pid="p2")]
+    )
+    _incremental(ehr, deleted=[("Condition", "c1")])  # p1 has nothing else in this run
+    row = _row(ehr)
+    assert (row.problem_ids, row.active_problems) == (["c2"], 1)
+    assert _row(ehr, "p2").problem_ids == ["c3"]
+    _incremental(ehr, deleted=[("Condition", "c1")])
+    assert _row(ehr).problem_ids == ["c2"]
+
+
+def test_deleting_a_reading_that_is_not_shown_changes_nothing(ehr):
+    before = _summary(ehr, [_patient(), OLD_BP, NEW_BP, _encounter("e1", "2024-02-01")])
+    _summarizer, withdrawn = _incremental(ehr, deleted=[("Observation", OLD_BP["id"]), ("Encounter", "e0")])
+    assert withdrawn == set()  # no second export needed
+    after = _row(ehr)
+    assert (after.bp_systolic, after.bp_at, after.source_ids) == (
+        before.bp_systolic,
+        before.bp_at,
+        before.source_ids,
+    )
+
+
+def test_a_deleted_latest_bp_is_replaced_by_the_one_before_it(ehr):
+    _summary(ehr, [_patient(), OLD_BP, NEW_BP])
+    _summarizer, withdrawn = _incremental(
+        ehr, deleted=[("Observation", NEW_BP["id"])], refreshed=[OLD_BP, _bp("2024-01-01", 1, 1, pid="p2")]
+    )
+    assert withdrawn == {"p1"}
+    row = _row(ehr)
+    assert (row.bp_systolic, row.bp_diastolic, row.bp_controlled) == (Decimal(150), Decimal(95), False)
+    assert row.bp_at == parse_when("2024-01-01")
+    assert row.source_ids == {"bp": [OLD_BP["id"]]}
+
+
+def test_with_no_reading_left_none_is_shown(ehr):
+    a1c = _obs("4548-4", "2024-03-01", **_q(7.1, "%"))
+    _summary(ehr, [_patient(), NEW_BP, a1c])
+    _incremental(ehr, deleted=[("Observation", NEW_BP["id"])], refreshed=[a1c])
+    row = _row(ehr)
+    assert (row.bp_systolic, row.bp_at, row.bp_controlled) == (None, None, None)
+    assert (row.hba1c, row.source_ids) == (Decimal("7.10"), {"hba1c": [a1c["id"]]})
+    # The second export holds all of a withdrawn patient's readings: what it lacks is gone.
+    _incremental(ehr, deleted=[("Observation", a1c["id"])], refreshed=[])
+    assert (_row(ehr).hba1c, _row(ehr).source_ids) == (None, {})
+
+
+def test_a_deleted_hba1c_and_a_deleted_last_encounter(ehr):
+    a1c_old, a1c_new = (
+        _obs("4548-4", "2023-01-01", **_q(9.9, "%")),
+        _obs("4548-4", "2024-01-01", **_q(6.5, "%")),
+    )
+    e1, e2 = _encounter("e1", "2023-05-01"), _encounter("e2", "2024-05-01")
+    _summary(ehr, [_patient(), a1c_old, a1c_new, e1, e2])
+    _incremental(ehr, deleted=[("Observation", a1c_new["id"]), ("Encounter", "e2")], refreshed=[a1c_old, e1])
+    row = _row(ehr)
+    assert (row.hba1c, row.last_encounter_at) == (Decimal("9.90"), parse_when("2023-05-01"))
+    assert row.source_ids == {"hba1c": [a1c_old["id"]], "encounter": ["e1"]}
+
+
+def test_a_deleted_half_of_a_separate_bp_pair_withdraws_it(ehr):
+    sys = _obs("8480-6", "2024-05-01T10:00:00Z", **_q(165, "mm[Hg]"))
+    dia = _obs("8462-4", "2024-05-01T10:00:00Z", **_q(99, "mm[Hg]"))
+    assert _summary(ehr, [_patient(), OLD_BP, sys, dia]).source_ids == {"bp": [sys["id"], dia["id"]]}
+    _summarizer, withdrawn = _incremental(ehr, deleted=[("Observation", dia["id"])], refreshed=[OLD_BP, sys])
+    assert withdrawn == {"p1"}
+    assert _row(ehr).bp_systolic == Decimal(150)
+
+
+def test_a_shown_reading_re_exported_as_entered_in_error_is_withdrawn(ehr):
+    _summary(ehr, [_patient(), OLD_BP, NEW_BP])
+    in_error = {**NEW_BP, "status": "entered-in-error"}
+    _summarizer, withdrawn = _incremental(ehr, [in_error], refreshed=[OLD_BP, in_error])
+    assert withdrawn == {"p1"}
+    assert _row(ehr).bp_systolic == Decimal(150)
+
+
+def test_a_reading_deleted_in_the_run_that_brought_it_is_not_shown(ehr):
+    # The spec forbids listing one resource in both `output` and `deleted`; if an EHR does, the
+    # deletion (applied after the data) wins.
+    _summary(ehr, [_patient(), OLD_BP])
+    _summarizer, withdrawn = _incremental(ehr, [NEW_BP], [("Observation", NEW_BP["id"])], refreshed=[OLD_BP])
+    assert withdrawn == {"p1"}
+    assert _row(ehr).bp_systolic == Decimal(150)
+
+
+def test_planning_writes_nothing_and_the_same_run_twice_ends_the_same(ehr):
+    _summary(ehr, [_patient(), _condition("c1"), OLD_BP, NEW_BP])
+    summarizer = Summarizer()
+    summarizer.delete("Observation", NEW_BP["id"])
+    summarizer.delete("Condition", "c1")
+    assert summarizer.plan(ehr, "g") == {"p1"}
+    assert _row(ehr).bp_systolic == Decimal(128) and _row(ehr).problem_ids == ["c1"]  # untouched so far
+    run = ([], [("Observation", NEW_BP["id"]), ("Condition", "c1")], [OLD_BP])
+    _incremental(ehr, *run)
+    first = _row(ehr)
+    _incremental(ehr, *run)  # a run repeated after a failure (since did not move)
+    again = _row(ehr)
+    fields = ("bp_systolic", "bp_at", "hba1c", "problem_ids", "active_problems", "source_ids")
+    assert [getattr(again, f) for f in fields] == [getattr(first, f) for f in fields]
+    assert PatientSummary.objects.count() == 1
+
+
+def test_the_second_export_counts_only_for_withdrawn_patients(ehr):
+    other = {**_bp("2024-06-01", 110, 70, pid="p2"), "id": "p2-bp"}
+    _summary(ehr, [_patient(), _patient("p2"), NEW_BP, other])
+    _incremental(
+        ehr,
+        deleted=[("Observation", NEW_BP["id"])],
+        refreshed=[OLD_BP, {**_bp("2025-01-01", 200, 120, pid="p2"), "id": "p2-bp2"}],
+    )
+    assert _row(ehr, "p2").bp_systolic == Decimal(110)
+
+
+def test_deletions_count_distinct_resources_of_the_summarised_types(ehr):
+    summarizer = Summarizer()
+    for rtype, rid in [("Patient", "a"), ("Patient", "a"), ("Observation", "o"), ("MedicationRequest", "m")]:
+        summarizer.delete(rtype, rid)
+    assert summarizer.deletions == 2
+
+
+def test_a_complete_full_run_rebuilds_rows_and_an_incomplete_one_merges(ehr):
+    _summary(ehr, [_patient(), NEW_BP, _condition("c1"), _encounter("e2", "2024-05-01")])
+    export = [_patient(), OLD_BP, _condition("c2")]  # what the EHR holds now: NEW_BP, c1, e2 are gone
+    summarizer = Summarizer()
+    for resource in export:
+        summarizer.add(resource)
+    summarizer.save(ehr, "g", full=True, complete=False)  # the EHR reported errors: keep what we had
+    row = _row(ehr)
+    assert (row.bp_systolic, row.problem_ids, row.last_encounter_at) == (
+        Decimal(128),
+        ["c1", "c2"],
+        parse_when("2024-05-01"),
+    )
+    row = _summary(ehr, export, full=True)
+    assert (row.bp_systolic, row.problem_ids, row.last_encounter_at) == (Decimal(150), ["c2"], None)
+    assert row.source_ids == {"bp": [OLD_BP["id"]]}

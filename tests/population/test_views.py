@@ -114,3 +114,75 @@ def test_unknown_groups_are_404(admin_client, rows):
 def test_the_index_lists_groups(admin_client, rows):
     content = admin_client.get("/population/").content.decode()
     assert 'href="/population/test-ehr/grp-htn/"' in content
+
+
+def _words(response) -> str:
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", response.content.decode()))
+
+
+def test_the_run_history_says_what_was_deleted_and_what_went_wrong(admin_client, ehr, rows):
+    SyncRun.objects.create(
+        ehr=ehr,
+        group_id="grp-htn",
+        status="succeeded",
+        resources=340,
+        patients=9,
+        deleted=12,
+        issues={"error": {"not-found": 2, "processing": 1}, "warning": {"informational": 4}},
+    )
+    response = admin_client.get(URL)
+    text = _words(response)
+    assert (
+        "succeeded, incomplete: 340 resources read, 9 patients updated. 12 resources deleted in the EHR "
+        "were removed; the EHR reported 3 errors (2 not-found, 1 processing): this run may be incomplete; "
+        "the EHR also sent 4 warnings." in text
+    )
+    assert "(succeeded, incomplete)." in text  # the latest run, above the table
+    assert '<strong class="flag-bad">incomplete</strong>' in response.content.decode()
+    assert "incomplete" in _words(admin_client.get("/population/"))
+
+
+def test_a_clean_run_and_a_failed_one_in_the_history(admin_client, ehr, rows):
+    SyncRun.objects.create(
+        ehr=ehr, group_id="grp-htn", status="succeeded", resources=1, patients=1, deleted=1
+    )
+    SyncRun.objects.create(
+        ehr=ehr, group_id="grp-htn", status="failed", errors="The export failed (HTTP 500)."
+    )
+    text = _words(admin_client.get(URL))
+    assert "failed: The export failed (HTTP 500)." in text
+    assert "succeeded: 1 resource read, 1 patient updated. 1 resource deleted in the EHR was removed." in text
+    assert "incomplete" not in text
+    assert "incomplete" not in _words(admin_client.get("/population/"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "words", "incomplete"),
+    [
+        ({}, "", False),
+        ({"issues": {"warning": {"informational": 1}}}, "The EHR sent 1 warning", False),
+        ({"issues": {"information": {"informational": 3}}}, "", False),
+        (
+            {"issues": {"fatal": {"exception": 1}, "error": {"exception": 1, "too-costly": 1}}},
+            "The EHR reported 3 errors (2 exception, 1 too-costly): this run may be incomplete",
+            True,
+        ),
+        (
+            {"deleted": 2, "deleted_skipped": 1},
+            "2 resources deleted in the EHR were removed; 1 deletion entry could not be read: "
+            "this run may be incomplete",
+            True,
+        ),
+        (
+            {"issue_lines_skipped": 2},
+            "2 lines of the EHR's error files could not be read: this run may be incomplete",
+            True,
+        ),
+    ],
+)
+def test_outcome_words(ehr, fields, words, incomplete):
+    run = SyncRun(ehr=ehr, status="succeeded", **fields)
+    assert (run.outcome_words(), run.incomplete) == (words, incomplete)
+    assert not SyncRun(ehr=ehr, status="failed", **fields).incomplete

@@ -62,8 +62,12 @@ class Command(BaseCommand):
                 status=run.status,
                 resources=run.resources,
                 patients=run.patients,
+                deleted=run.deleted,
+                incomplete=run.incomplete,
+                issues=run.issues,
                 seconds=round(time.monotonic() - started, 1),
                 error=run.errors,
+                notes=run.outcome_words(),
             )
         if failed:
             raise CommandError(f"{failed} of {len(registrations)} export(s) failed.")
@@ -73,6 +77,7 @@ class Command(BaseCommand):
             if event == "finish":
                 words = f"{fields['status']}: {fields['resources']} resources, {fields['patients']} patients"
                 words += f" in {fields['seconds']}s" + (f" — {fields['error']}" if fields["error"] else "")
+                words += f". {fields['notes']}" if fields["notes"] else ""
                 self.stdout.write(f"{label}: {words}")
             return
         record = {"event": f"sync_population.{event}", "target": label, **fields}
