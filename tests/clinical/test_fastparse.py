@@ -121,3 +121,56 @@ def test_sharing_tells_apart_values_that_compare_equal(values, expected):
     alone = [fastparse.observation({**copy.deepcopy(BASE), "valueQuantity": {"value": v}}) for v in values]
     shown = [[p and str(p.valueQuantity.value) for p in run] for run in (parsed, alone)]
     assert shown == [expected, expected]  # a boolean or a JSON string is declined even after a valid twin
+
+
+@pytest.fixture(scope="module")
+def reports() -> list[dict]:
+    found = [r for r in generate(1) if r["resourceType"] == "DiagnosticReport"]
+    for r in found:
+        r.setdefault("meta", {"versionId": "1", "lastUpdated": LAST_UPDATED})
+    return found
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "one-bundle"])
+def test_it_builds_the_same_reports_as_full_validation(reports, shared):
+    block = fastparse.shared_elements() if shared else contextlib.nullcontext()
+    with block:
+        fasts = [fastparse.diagnostic_report(copy.deepcopy(data)) for data in reports]
+    built = 0
+    for data, fast in zip(reports, fasts, strict=True):
+        full = parse_resource(copy.deepcopy(data), "DiagnosticReport")
+        if fast is None:
+            assert "presentedForm" in data, data["id"]  # the one shape here it leaves to the model
+            continue
+        built += 1
+        assert type(fast) is type(full) and fast.model_dump() == full.model_dump(), data["id"]
+    assert built >= 0.9 * len(reports)
+
+
+REPORT = {
+    "resourceType": "DiagnosticReport",
+    "id": "r1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "24323-8"}]},
+    "effectiveDateTime": "2024-03-12T14:05:00+01:00",
+    "result": [{"reference": "Observation/o1"}],
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"presentedForm": [{"contentType": "text/plain", "data": "eA=="}]},  # left to the model
+        {"effectivePeriod": {"start": "2024-03-12"}},
+        {"effectiveDateTime": "2024-03"},  # partial date
+        {"status": "done"},
+        {"code": None},
+        {"result": []},
+        {"conclusion": ""},
+        {"modifierExtension": [{"url": "http://x", "valueString": "y"}]},
+    ],
+)
+def test_the_report_fast_path_declines_what_it_cannot_vouch_for(change):
+    data = {**copy.deepcopy(REPORT), **change}
+    assert fastparse.diagnostic_report(data) is None
+    assert fastparse.diagnostic_report(copy.deepcopy(REPORT)) is not None
