@@ -1,12 +1,16 @@
-"""Streaming a searchset Bundle page: entries past the cap are never built, let alone parsed.
+"""Reading a searchset Bundle page: entries past the cap are never built, let alone parsed.
 
 A page of a capped search can be far bigger than the cap (20,000 entries for a 50-entry cap);
 reading it as ijson events keeps memory and time per page bounded by the cap, not by the server.
+A page of ordinary size (up to SMALL_PAGE bytes) is read whole and decoded by the C JSON parser
+instead, about five times faster than building its entries from events in Python; anything it
+cannot decode is read as events, so both ways give the same page.
 Reference: https://hl7.org/fhir/R4/bundle.html, https://hl7.org/fhir/R4/search.html#paging
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +21,7 @@ from clinical.fhir.errors import InvalidResponse, outcome_diagnostics
 from smartapp import transport
 
 MAX_LINKS = 100  # Bundle.link entries looked at (a page has a handful)
+SMALL_PAGE = 2 * 1024 * 1024  # bytes: a page this size or less is decoded whole (a few MB in memory)
 
 
 @dataclass
@@ -117,13 +122,71 @@ def _sort_entry(entry: Any, resource_type: str, page: Page) -> None:
 
 
 def read_page(stream: Any, resource_type: str, cap: int) -> Page:
-    """Stream one searchset Bundle: entries up to `cap` matches are built, the rest never parsed.
+    """One searchset Bundle page: entries up to `cap` matches are built, the rest never parsed.
 
     Once `cap` matches are in and another entry follows, reading stops (`more`): the search is
     capped, so neither those entries nor anything after them is needed. Memory and time per page
     then depend on the cap, not on what the server sends. Raises ValueError for anything but a
     JSON object, InvalidResponse for a resource other than a Bundle.
     """
+    head = _read_up_to(stream, SMALL_PAGE)
+    if len(head) <= SMALL_PAGE:  # the whole body
+        try:
+            document = json.loads(head, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            document = None  # read as events below: the same error, or the entries before it
+        if isinstance(document, dict):
+            return _page_of(document, resource_type, cap)
+    return _stream_page(_Prefixed(head, stream), resource_type, cap)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # NaN and Infinity: Python's json accepts them
+
+
+def _read_up_to(stream: Any, limit: int) -> bytes:
+    """The body's first `limit` + 1 bytes or fewer (fewer: that is the whole body)."""
+    chunks, size = [], 0
+    while size <= limit and (chunk := stream.read(transport.READ_CHUNK)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class _Prefixed:
+    """The bytes already read, then the rest of the stream, as one file for ijson."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        self._head, self._stream = memoryview(head), stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            part, self._head = self._head[:size], self._head[size:]
+            return bytes(part)
+        return self._stream.read(size)
+
+
+def _page_of(document: dict, resource_type: str, cap: int) -> Page:
+    """The page of a decoded Bundle, as the event reader would give it."""
+    page = Page()
+    for key, attr in (("resourceType", "resource_type"), ("total", "total")):
+        value = document.get(key)
+        if value is not None and not isinstance(value, dict | list):
+            setattr(page, attr, value)
+    links = document.get("link")
+    page.links = links[:MAX_LINKS] if isinstance(links, list) else []
+    entries = document.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        if len(page.matches) >= cap:
+            page.more = True
+            return _checked(page)
+        _sort_entry(entry, resource_type, page)
+    if page.resource_type is None:
+        raise InvalidResponse("the search result is not a Bundle")
+    return _checked(page)
+
+
+def _stream_page(stream: Any, resource_type: str, cap: int) -> Page:
     page = Page()
     events: _Events = iter(ijson.basic_parse(stream, use_float=True, buf_size=transport.READ_CHUNK))
     try:

@@ -1,4 +1,8 @@
-"""D5: a search page is streamed, and entries past the entry cap are never parsed."""
+"""D5: a search page is streamed, and entries past the entry cap are never parsed.
+
+Every test runs both ways a page is read: decoded whole (a page of ordinary size) and as
+events (a page over SMALL_PAGE, or one the whole-body decoder refuses).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ from clinical.fhir import bundles
 from clinical.fhir import client as fhir_client
 from tests.clinical.conftest import BASE, TOKEN
 from tests.clinical.test_fhir import obs, page
+
+
+@pytest.fixture(autouse=True, params=["whole", "events"])
+def reading(request, monkeypatch):
+    if request.param == "events":
+        monkeypatch.setattr(bundles, "SMALL_PAGE", 0)
+    return request.param
 
 
 def client(**kwargs):
@@ -94,3 +105,28 @@ def test_outcomes_and_includes_do_not_count_towards_the_cap():
 def test_anything_but_a_bundle_is_refused(body):
     with pytest.raises((ValueError, fhir.InvalidResponse)):
         bundles.read_page(io.BytesIO(body), "Observation", 10)
+
+
+def test_a_page_cut_off_after_the_cap_still_gives_its_entries(reading):
+    # Not JSON as a whole (a server that died mid-page), but the entries within the cap are whole.
+    body = json.dumps(page([obs(0), obs(1), obs(2)]))[:-40].encode()
+    result = bundles.read_page(io.BytesIO(body), "Observation", 2)
+    assert [m["id"] for m in result.matches] == ["o0", "o1"] and result.more
+
+
+def test_nan_is_not_json_either_way():
+    body = b'{"resourceType": "Bundle", "total": NaN, "entry": []}'
+    with pytest.raises(ValueError):
+        bundles.read_page(io.BytesIO(body), "Observation", 10)
+
+
+def test_a_page_over_the_size_limit_is_read_as_events(monkeypatch):
+    seen = []
+    stream_page = bundles._stream_page
+    monkeypatch.setattr(bundles, "_stream_page", lambda *a: seen.append(1) or stream_page(*a))
+    monkeypatch.setattr(bundles, "SMALL_PAGE", 64 * 1024)
+    big = page([obs(i) for i in range(2000)])
+    result = bundles.read_page(io.BytesIO(json.dumps(big).encode()), "Observation", 3000)
+    assert len(result.matches) == 2000 and seen == [1]
+    small = bundles.read_page(io.BytesIO(json.dumps(page([obs(0)])).encode()), "Observation", 10)
+    assert len(small.matches) == 1 and seen == [1]  # decoded whole: no events
