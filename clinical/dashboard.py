@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -18,6 +19,7 @@ from clinical import capabilities, display, fhir
 from clinical.banner import build_banner, build_encounter, human_name, mrn
 from clinical.labs import build_labs
 from clinical.panels import (
+    INPATIENT_CLASSES,
     UNSORTED_NOTE,
     Banner,
     Dashboard,
@@ -136,6 +138,27 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Perso
     )
 
 
+def current_stay(result: Any, patient_id: str) -> EncounterPanel | None:
+    """The newest inpatient or emergency stay in progress, from the optional search; None when
+    there is none, or the search was not granted or failed (the page does without it)."""
+    if isinstance(result, Exception):
+        logger.info("current-stay search failed (%s): charts keep 12 months", type(result).__name__)
+    if not isinstance(result, fhir.SearchResult):
+        return None
+    stays = [e for e in result.resources if e.status == "in-progress" and e.class_fhir is not None]
+    stays = [e for e in stays if (e.class_fhir.code or "").upper() in INPATIENT_CLASSES]
+    if not stays:
+        return None
+    newest = max(stays, key=_stay_start_key)
+    stay = build_encounter(newest, patient_id)
+    return replace(stay, found=True) if stay.state.ok else None
+
+
+def _stay_start_key(encounter: Any) -> float:
+    start = When.parse(encounter.period.start) if encounter.period else None
+    return start.sort_key.timestamp() if start else 0.0
+
+
 def build_dashboard(
     client: fhir.FhirClient,
     patient_id: str,
@@ -228,6 +251,9 @@ def build_dashboard(
             return cls(PanelState("absent"))
         return cls(value) if isinstance(value, PanelState) else value
 
+    encounter = panel(built("encounter", lambda e: build_encounter(e, patient_id)), EncounterPanel)
+    if not encounter_id:
+        encounter = current_stay(outcome.get("encounter:stay"), patient_id) or encounter
     vitals_results = {k: v for k, v in outcome.items() if k.startswith("vitals:")}
     return Dashboard(
         patient_id=patient_id,
@@ -236,7 +262,7 @@ def build_dashboard(
             built("banner", lambda p: build_banner(p, patient_id, today)) if "banner" in panels else None,
             Banner,
         ),
-        encounter=panel(built("encounter", lambda e: build_encounter(e, patient_id)), EncounterPanel),
+        encounter=encounter,
         vitals=build_vitals_panel(vitals_results, encounter_id, person) if vitals_results else MeasuresPanel(
             PanelState("absent")
         ),

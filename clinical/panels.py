@@ -27,7 +27,7 @@ from clinical.readings import (
 )
 from clinical.reports import LabGroup, Report, group_labs
 
-_INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "OBSENC", "EMER", "SS"}
+INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "OBSENC", "EMER", "SS"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class EncounterPanel:
     participants: tuple[tuple[str, str], ...] = ()  # (role, name)
     reasons: tuple[str, ...] = ()
     class_code: str = ""  # the v3 ActCode (IMP, EMER, AMB, ...)
+    found: bool = False  # not the launch's encounter: a stay in progress found by search
 
     @property
     def finished(self) -> bool:
@@ -87,7 +88,7 @@ class EncounterPanel:
     @property
     def inpatient(self) -> bool:
         """An admission still going on: its charts follow the stay."""
-        return self.status == "in-progress" and self.class_code in _INPATIENT_CLASSES
+        return self.status == "in-progress" and self.class_code in INPATIENT_CLASSES
 
 
 @dataclass(frozen=True)

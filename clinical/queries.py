@@ -16,6 +16,7 @@ from clinical.reports import LAB_CATEGORY
 logger = logging.getLogger(__name__)
 
 PANELS = ("banner", "encounter", "vitals", "labs", "problems")
+STAYS = 10  # in-progress encounters looked at for a current stay (a patient has one or two)
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 # One search per vital-sign measure; blood pressure as a panel and as separate readings in one.
 VITAL_QUERIES: tuple[tuple[str, frozenset[str]], ...] = tuple(
@@ -116,6 +117,14 @@ def plan_queries(
         queries.append(Query("problems", "Condition", params=(("patient", patient_id),)))
     if "encounter" in panels and encounter_id:
         queries.append(Query("encounter", "Encounter", encounter_id))
+    elif "encounter" in panels:
+        # No encounter in the launch context (a standalone launch): a hospital stay going on now
+        # still sets the vital-sign charts' window (since admission) and is named on the page.
+        params = {"patient": patient_id, "status": "in-progress"}
+        query = Query(
+            "encounter:stay", "Encounter", params=tuple(params.items()), max_entries=STAYS, optional=True
+        )
+        queries.append(query)
     if {"banner", "vitals", "labs"} & set(panels):
         # The flags need the patient's age and sex at each measurement, even without the banner.
         queries.append(Query("banner", "Patient", patient_id))

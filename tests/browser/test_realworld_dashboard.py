@@ -87,6 +87,9 @@ def test_the_first_screen_holds_the_strip_the_latest_vitals_and_the_problems(rec
     expect(strip.locator(".flag").first).to_be_visible()
     expect(strip).to_contain_text("Potassium")
     expect(strip).to_contain_text("Blood pressure")  # labs first, then flagged vitals
+    # A standalone launch has no encounter in context: the admission going on is found.
+    expect(page.locator("#panel-encounter h2")).to_contain_text("Current stay")
+    expect(page.locator("#panel-trends figcaption").first).not_to_contain_text("12 months")
     for locator in (strip, page.locator("#panel-vitals h2"), page.locator("#panel-problems h2")):
         box = locator.bounding_box()
         assert box is not None and box["y"] < 700, "not on the first screen"
