@@ -15,16 +15,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from clinical import display, fhir
+from clinical.attention import Attention, abnormal, not_judged
 from clinical.labs import lab_groups
-from clinical.readings import (
-    Attention,
-    Measure,
-    Person,
-    When,
-    abnormal,
-    not_judged,
-    observation_effective,
-)
+from clinical.readings import Measure, Person, When, observation_effective
 from clinical.reports import LabGroup, Report, group_labs
 
 INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "OBSENC", "EMER", "SS"}

@@ -1,9 +1,9 @@
 """Lab results grouped as the lab reported them: by DiagnosticReport where the EHR sends reports.
 
 Each lab measure goes in the group of the newest report that lists its latest reading; the rest
-keep the fixed category groups (labs.lab_groups). Report groups come first, ordered by the
-clinical order of their members (a metabolic panel before a blood count), never by arrival, so
-the panel reads the same way every time. Reports with no structured results (a pathologist's
+keep the fixed category groups (labs.lab_groups). Report and category groups share one order,
+the clinical order of their members (a metabolic panel before a blood count), never by arrival,
+so the panel reads the same way every time. Reports with no structured results (a pathologist's
 narrative) are listed by name, date and conclusion; their attached document is never shown here.
 
 Reference: https://hl7.org/fhir/R4/diagnosticreport.html,

@@ -58,7 +58,8 @@ def test_no_stay_a_failed_search_or_no_grant_leave_no_encounter_and_no_error():
     register_all(responses)
     responses.get(f"{BASE}/Encounter", json=searchset(encounter("clinic", "AMB", "2024-03-12T08:00:00Z")))
     assert build().encounter.state.status == "absent"
-    responses.replace(responses.GET, f"{BASE}/Encounter", status=500, json=load("operation_outcome_forbidden"))
+    failing = load("operation_outcome_forbidden")
+    responses.replace(responses.GET, f"{BASE}/Encounter", status=500, json=failing)
     d = build()
     assert d.encounter.state.status == "absent" and not d.encounter.found
     assert d.vitals.state.ok and d.labs.state.ok

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from clinical.attention import abnormal
 from clinical.fhir import parse_resource
 from clinical.labs import build_labs, lab_groups
-from clinical.readings import Person, abnormal
+from clinical.readings import Person
 from clinical.vitals import build_vitals
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
