@@ -176,8 +176,8 @@ def _change(m: Measure) -> str:
 
 @register.simple_tag
 def change_note(m: Measure) -> SafeString:
-    """The change since the previous value, dated; and that value itself when it was flagged:
-    "↑ 174 since Dec 2025" must not hide that the previous glucose was a critical 38."""
+    """The change since the previous value, dated; and that value itself when it was flagged at
+    another level: "↑ 174 since Dec 2025" must not hide that the previous glucose was a critical 38."""
     if not m.change:
         return SafeString("")
     previous = m.previous
@@ -188,7 +188,10 @@ def change_note(m: Measure) -> SafeString:
             f'{_esc(formatting.format_when(previous.when, "Date not recorded"))}"'
         )
         flag = previous.flag
-        if flag is not None and flag.level != "normal":
+        latest_level = m.latest.flag.level if m.latest.flag else "normal"
+        # Said when it tells something the arrow does not: a flag of another level (a critical
+        # 38 before today's high 212), not the same "High" again on a chronic value.
+        if flag is not None and flag.level not in ("normal", latest_level):
             mark = _FLAG_MARKS.get(flag.level, "")
             said = _esc(flag.code or flag.label)
             was = f' <span class="was-flagged">(was {_esc(previous.value)} {mark}{said})</span>'

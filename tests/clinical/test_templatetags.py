@@ -151,6 +151,8 @@ def test_a_change_never_hides_that_the_previous_value_was_flagged():
     assert '↑ 174 since Dec <span class="was-flagged">(was 38 ⚠ LL)</span>' in lab_row(glucose(low))
     normal = Reading(december, "38", "mg/dL", 38.0, flag=Flag("normal", "Normal", "range"))
     assert "was-flagged" not in lab_row(glucose(normal))
+    also_high = Reading(december, "190", "mg/dL", 190.0, flag=Flag("high", "Above range", "sender", "H"))
+    assert "was-flagged" not in lab_row(glucose(also_high))  # the same flag again: the arrow says it
 
 
 def test_a_number_sent_as_text_still_says_it_has_no_unit_and_an_unapplied_range_is_not_judged():
