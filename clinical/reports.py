@@ -46,6 +46,7 @@ class Report:
     status: str = ""
     conclusion: str = ""
     results: frozenset[str] = frozenset()  # ids of Observations on this FHIR server
+    listed: tuple[tuple[str, str], ...] = ()  # (id, the reference's display) of each result listed
     narrative: bool = False  # a presentedForm (PDF, HTML...) was sent: read in the EHR
 
     @property
@@ -69,6 +70,7 @@ class LabGroup:
     measures: tuple[Measure, ...]
     key: str  # unique on the page (chart ids)
     report: Report | None = None
+    not_received: tuple[str, ...] = ()  # results the report lists that the app did not receive
 
 
 def _port(parts: Any) -> int | None:
@@ -122,12 +124,13 @@ def read_report(resource: Any, base_url: str) -> Report | None:
     if effective is None and resource.effectivePeriod is not None:
         effective = resource.effectivePeriod.start
     issued = When.parse(resource.issued)
-    results = frozenset(
-        rid
+    listed = tuple(
+        (rid, " ".join((ref.display or "").split())[:80])
         for ref in resource.result or []
         if (ref.type or "Observation") == "Observation"
         and (rid := observation_id(ref.reference or "", base_url))
     )
+    results = frozenset(rid for rid, _display in listed)
     conclusion = " ".join((resource.conclusion or "").split())
     if len(conclusion) > CONCLUSION_MAX:
         conclusion = conclusion[: CONCLUSION_MAX - 1].rstrip() + "…"
@@ -140,6 +143,7 @@ def read_report(resource: Any, base_url: str) -> Report | None:
         status=resource.status or "",
         conclusion=conclusion,
         results=results,
+        listed=listed,
         narrative=bool(resource.presentedForm),
     )
 
@@ -194,17 +198,21 @@ def group_labs(
     # One clinical order for report and category groups alike (kidney first: a Kidney category
     # group of urine albumin and creatinine clearance must not sink below the lipids); between
     # equals, reports first, the newer first.
+    known = {obs.id for obs in observations if obs.id}
     ranked: list[tuple[tuple[int, int, int], LabGroup]] = []
     for n, (index, group_members) in enumerate(sorted(members.items()), start=1):
         ordered = tuple(m for _g, ms in lab_groups(group_members) for m in ms)
         report = reports[index]
-        ranked.append(((_rank(ordered), 0, index), LabGroup(report.title, ordered, f"report-{n}", report)))
+        # A result the report lists but the app never received (a dangling reference, one not
+        # shared with the app) must not vanish silently from a panel that looks complete.
+        missing = tuple(display or "a result not named" for rid, display in report.listed if rid not in known)
+        group = LabGroup(report.title, ordered, f"report-{n}", report, not_received=missing)
+        ranked.append(((_rank(ordered), 0, index), group))
     rest = [m for m in measures if m.key not in home]
     for position, (name, ms) in enumerate(lab_groups(rest)):
         ranked.append(((_rank(ms), 1, position), LabGroup(name, tuple(ms), name)))
     groups = [group for _key, group in sorted(ranked, key=lambda item: item[0])]
 
     # Listed as text: nothing it lists is among the lab results read (a narrative report).
-    known = {obs.id for obs in observations if obs.id}
     text = tuple(r for r in reports if (r.conclusion or r.narrative) and not (r.results & known))
     return tuple(groups), text[:TEXT_REPORTS_SHOWN]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -266,3 +267,13 @@ def test_report_and_category_groups_share_one_clinical_order():
     groups, _ = group_labs(labs(), OBSERVATIONS, [lipids])
     titles = [g.title for g in groups]
     assert titles.index("Kidney") < titles.index("Report lipids") < titles.index("Thyroid")
+
+
+def test_a_result_the_report_lists_but_the_app_never_received_is_said():
+    bmp = report("bmp", "2026-11-28T08:00:00Z", *BMP_NEW)
+    data = (*bmp.listed, ("no-such-obs", "Chloride"), ("gone", ""))
+    groups, _ = group_labs(labs(), OBSERVATIONS, [replace(bmp, listed=data)])
+    (home,) = [g for g in groups if g.report is not None]
+    assert home.not_received == ("Chloride", "a result not named")
+    groups, _ = group_labs(labs(), OBSERVATIONS, [bmp])
+    assert all(g.not_received == () for g in groups)  # everything it lists was received
