@@ -128,7 +128,10 @@ def line_chart(
     now_ts = now_ts if now_ts is not None else timezone.now().timestamp()
     windowed = tuple(replace(s, points=window(s.points, now_ts, since_ts)) for s in measure.series)
     shown = _Shown(measure.label, measure.definition, measure.latest.unit, measure.adult)
-    return _drawn(chart_id, shown, windowed, timezone.get_default_timezone())
+    # A When equals another at the same instant whatever its precision; the point titles print
+    # the precision ("Mar 2024" or "1 Mar 2024"), so it is part of the key too.
+    precisions = tuple(p[0].precision for s in windowed for p in s.points)
+    return _drawn(chart_id, shown, windowed, precisions, timezone.get_default_timezone())
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,9 @@ class _Shown:
 # most). The key is every input of the drawing, the window already applied and the zone the
 # times are written in, so a new reading, a moved window or another zone is a new chart.
 @functools.lru_cache(maxsize=256)
-def _drawn(chart_id: str, measure: _Shown, series: tuple[Series, ...], zone: tzinfo) -> SafeString:
+def _drawn(
+    chart_id: str, measure: _Shown, series: tuple[Series, ...], precisions: tuple[str, ...], zone: tzinfo
+) -> SafeString:
     shaped: list[tuple[Series, tuple[Point, ...]]] = []
     day_ranges: list[tuple[int, Range]] = []
     for s in series:

@@ -19,7 +19,6 @@ from clinical import capabilities, display, fhir
 from clinical.banner import build_banner, build_encounter, human_name, mrn
 from clinical.labs import build_labs
 from clinical.panels import (
-    INPATIENT_CLASSES,
     UNSORTED_NOTE,
     Banner,
     Dashboard,
@@ -145,18 +144,13 @@ def current_stay(result: Any, patient_id: str) -> EncounterPanel | None:
         logger.info("current-stay search failed (%s): charts keep 12 months", type(result).__name__)
     if not isinstance(result, fhir.SearchResult):
         return None
-    stays = [e for e in result.resources if e.status == "in-progress" and e.class_fhir is not None]
-    stays = [e for e in stays if (e.class_fhir.code or "").upper() in INPATIENT_CLASSES]
+    # The same rule as the launch's own encounter (EncounterPanel.inpatient), checked per patient.
+    panels = (build_encounter(e, patient_id) for e in result.resources)
+    stays = [p for p in panels if p.state.ok and p.inpatient]
     if not stays:
         return None
-    newest = max(stays, key=_stay_start_key)
-    stay = build_encounter(newest, patient_id)
-    return replace(stay, found=True) if stay.state.ok else None
-
-
-def _stay_start_key(encounter: Any) -> float:
-    start = When.parse(encounter.period.start) if encounter.period else None
-    return start.sort_key.timestamp() if start else 0.0
+    newest = max(stays, key=lambda p: p.start.sort_key.timestamp() if p.start else 0.0)
+    return replace(newest, found=True)
 
 
 def build_dashboard(

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from clinical import display
 from clinical.formatting import format_when
+from clinical.measure import make_measure
 from clinical.readings import (
     EXCLUDED_STATUSES,
     LOINC,
@@ -27,11 +28,10 @@ from clinical.readings import (
     in_encounter,
     interpretations_of,
     looks_numeric,
-    make_measure,
-    observation_value,
     observation_when,
     range_text,
     ranges_of,
+    shown_value,
     status_note,
 )
 
@@ -71,14 +71,7 @@ LAB_GROUP_ORDER = (
 def _lab_reading(obs: Any, measure: display.MeasureDef | None, encounter_id: str, person: Person) -> Reading:
     when = observation_when(obs)
     age = person.age_at(when)
-    value = observation_value(obs, measure, age)
-    text, absent = value.text, value.absent
-    if absent and obs.component:
-        parts = []
-        for comp in obs.component:
-            c = observation_value(comp)
-            parts.append(f"{concept_text(comp.code) or 'component'}: {c.text} {c.unit}".strip())
-        text, absent = "; ".join(parts), False
+    value, text, absent = shown_value(obs, measure, age)
     ranges = ranges_of(obs)
     chosen = display.choose_range(ranges, age_years=age, sex=person.sex)
     flag = display.lab_flag(

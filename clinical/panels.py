@@ -20,7 +20,7 @@ from clinical.labs import lab_groups
 from clinical.readings import Measure, Person, When, observation_effective
 from clinical.reports import LabGroup, Report, group_labs
 
-INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "OBSENC", "EMER", "SS"}
+_INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "OBSENC", "EMER", "SS"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class EncounterPanel:
     @property
     def inpatient(self) -> bool:
         """An admission still going on: its charts follow the stay."""
-        return self.status == "in-progress" and self.class_code in INPATIENT_CLASSES
+        return self.status == "in-progress" and self.class_code in _INPATIENT_CLASSES
 
 
 @dataclass(frozen=True)

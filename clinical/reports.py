@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clinical import names
+from clinical.fhir.client import path_under_base
 from clinical.labs import LAB_GROUP_ORDER, lab_groups, lab_key
 from clinical.readings import EXCLUDED_STATUSES, Measure, When, codings_of, observation_when
 from smartapp import safety
@@ -73,30 +74,6 @@ class LabGroup:
     not_received: tuple[str, ...] = ()  # results the report lists that the app did not receive
 
 
-def _port(parts: Any) -> int | None:
-    try:
-        return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    except ValueError:  # a port out of range: not a URL of ours
-        return None
-
-
-def _under_base(url: str, base_url: str) -> str | None:
-    """The path of `url` below the FHIR base `base_url`, or None when it is another server's."""
-    parts, base = urlsplit(url), urlsplit(base_url.rstrip("/"))
-    if parts.query or parts.fragment or parts.username or parts.password:
-        return None
-    same_origin = (
-        parts.scheme.lower() == base.scheme.lower()
-        and parts.hostname == base.hostname  # lower-cased by urlsplit
-        and _port(parts) is not None
-        and _port(parts) == _port(base)
-    )
-    prefix = base.path.rstrip("/") + "/"
-    if not same_origin or not parts.path.startswith(prefix):
-        return None
-    return parts.path[len(prefix) :]
-
-
 def observation_id(reference: str, base_url: str) -> str:
     """The Observation id a `result` reference names on this server, or "" (another type, another
     server, a contained or conditional reference). `urn:uuid:` references (as bundles carry them)
@@ -106,7 +83,9 @@ def observation_id(reference: str, base_url: str) -> str:
         rid = ref[len("urn:uuid:") :]
         return rid if safety.FHIR_ID.match(rid) else ""
     if "://" in ref:
-        ref = _under_base(ref, base_url) or ""
+        # A query or fragment makes it a search or a part, not the Observation itself.
+        split = urlsplit(ref)
+        ref = "" if split.query or split.fragment else (path_under_base(ref, base_url) or "")
     parts = ref.split("/")
     if len(parts) == 4 and parts[2] == "_history":
         parts = parts[:2]

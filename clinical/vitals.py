@@ -10,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from clinical import display
+from clinical.measure import make_measure, newest_first
 from clinical.readings import (
     CHART_MAX_POINTS,
     DASH,
@@ -26,15 +27,13 @@ from clinical.readings import (
     codes_of,
     concept_full,
     concept_key,
-    concept_text,
     in_encounter,
     interpretations_of,
-    make_measure,
-    newest_first,
     observation_value,
     observation_when,
     quantity_unit,
     ranges_of,
+    shown_value,
     status_note,
 )
 
@@ -277,14 +276,7 @@ def _bp_series(readings: list[Reading]) -> tuple[Series, ...]:
 
 
 def _other_reading(obs: Any, encounter_id: str) -> Reading:
-    value = observation_value(obs)
-    text, absent = value.text, value.absent
-    if absent and obs.component:
-        parts = []
-        for comp in obs.component:
-            c = observation_value(comp)
-            parts.append(f"{concept_text(comp.code) or 'component'}: {c.text} {c.unit}".strip())
-        text, absent = "; ".join(parts), False
+    value, text, absent = shown_value(obs)
     return Reading(
         when=observation_when(obs),
         value=text,

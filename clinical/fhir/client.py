@@ -60,6 +60,25 @@ def _port(parts: Any) -> int:
     return 443 if parts.scheme.lower() == "https" else 80
 
 
+def path_under_base(url: str, base_url: str) -> str | None:
+    """The path of `url` below the FHIR base `base_url` ("" for the base itself), or None when
+    `url` is not on that server under that base: another scheme, host or port, credentials in it,
+    or dot segments (also percent-encoded), which the HTTP stack would resolve to a path outside
+    the base while passing a prefix check."""
+    parts, base = urlsplit(url), urlsplit(base_url)
+    if parts.scheme.lower() != base.scheme.lower() or parts.username or parts.password:
+        return None
+    if (parts.hostname or "").lower() != (base.hostname or "").lower() or _port(parts) != _port(base):
+        return None
+    segments = unquote(parts.path).split("/")
+    if "." in segments or ".." in segments:
+        return None
+    base_path = base.path.rstrip("/")
+    if parts.path == base_path:
+        return ""
+    return parts.path[len(base_path) + 1 :] if parts.path.startswith(base_path + "/") else None
+
+
 def session_for(base_url: str) -> requests.Session:
     """The transport's keep-alive pool for this EHR origin (no cookies, no redirects)."""
     return transport.session_for(base_url)
@@ -271,20 +290,7 @@ class FhirClient:
 
     def _is_own_url(self, url: str) -> bool:
         """True only for URLs under this client's FHIR base (same scheme, host, port, path prefix)."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != self._base.scheme.lower() or parts.username or parts.password:
-            return False
-        if (parts.hostname or "").lower() != (self._base.hostname or "").lower():
-            return False
-        if _port(parts) != _port(self._base):
-            return False
-        # Dot segments (also percent-encoded) would be resolved by the HTTP stack to a path
-        # outside the base while passing a prefix check: refuse them outright.
-        segments = unquote(parts.path).split("/")
-        if "." in segments or ".." in segments:
-            return False
-        base_path = self._base.path.rstrip("/")
-        return parts.path == base_path or parts.path.startswith(base_path + "/")
+        return path_under_base(url, self.base_url) is not None
 
     def _collect(self, page: Page, resource_type: str, acc: _Paging) -> None:
         """Parse a page's matches (after its response is closed: parsing is not EHR wait time)."""

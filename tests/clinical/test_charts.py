@@ -81,3 +81,12 @@ def test_a_redrawn_chart_is_remembered_only_for_exactly_the_same_inputs(settings
     assert charts.line_chart(measure("hr", points, adult=False), "c", NOW.timestamp()) != first
     settings.TIME_ZONE = "Asia/Tokyo"  # the point titles say times in the app's zone
     assert "18:00" in charts.line_chart(hr, "c", NOW.timestamp()) and "18:00" not in first
+
+
+def test_a_reading_sent_at_another_precision_is_another_chart():
+    month = [(When.parse("2024-03"), 70.0, False), (When.parse("2025-01-10"), 72.0, False)]
+    day = [(When.parse("2024-03-01"), 70.0, False), (When.parse("2025-01-10"), 72.0, False)]
+    assert month[0][0] == day[0][0]  # the same instant to the dataclass
+    now = datetime(2025, 1, 20, tzinfo=UTC).timestamp()
+    assert ", Mar 2024</title>" in charts.line_chart(measure("hr", month), "c", now)
+    assert ", 1 Mar 2024</title>" in charts.line_chart(measure("hr", day), "c", now)
