@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +34,7 @@ from clinical.panels import (
     sorted_newest_first,
     state_from_result,
 )
-from clinical.parallel import run_parallel
+from clinical.parallel import Step, run_parallel
 from clinical.problems import build_problems
 from clinical.queries import PANELS, VITAL_QUERIES, one_page, only_patient, plan_queries
 from clinical.readings import Person, When
@@ -69,7 +69,9 @@ def lab_reports(value: Any, base_url: str) -> tuple[Report, ...] | None:
     return None
 
 
-def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Person) -> MeasuresPanel:
+def build_vitals_panel(
+    results: dict[str, Any], encounter_id: str, person: Person, now: datetime | None = None
+) -> MeasuresPanel:
     """One panel from the per-measure searches: each failure is its own, named in the panel.
 
     The searches overlap (the category page holds some of each measure), so entries are kept
@@ -106,7 +108,7 @@ def build_vitals_panel(results: dict[str, Any], encounter_id: str, person: Perso
         label = names.get(measure, "other vital signs")
         state = exc if isinstance(exc, PanelState) else error_state(exc, label.lower())
         warnings.append(f"{label}: {state.message}")
-    measures = build_vitals(tuple(observations), encounter_id, person)
+    measures = build_vitals(tuple(observations), encounter_id, person, now)
     present = {m.key for m in measures}
     missing = tuple(
         names[k]
@@ -211,59 +213,97 @@ def build_dashboard(
 
     if isinstance(outcome.get("labs"), PanelState):
         tasks.pop("labs:reports", None)  # no labs to group
-    outcome.update(run_parallel(tasks, max_workers or settings.FHIR_MAX_WORKERS))
+    now = timezone.now()
+    vital_names = tuple(n for n in (*outcome, *tasks) if n.startswith("vitals:"))
 
-    def built(name: str, make: Callable[[Any], Any]) -> Any:
-        value = outcome.get(name)
+    def given(got: dict[str, Any], name: str) -> Any:
+        return got[name] if name in got else outcome.get(name)
+
+    def built(got: dict[str, Any], name: str, make: Callable[[Any], Any]) -> Any:
+        value = given(got, name)
         if value is None or isinstance(value, PanelState):
             return value
         if isinstance(value, Exception):
             return error_state(value, _WHAT[name])
         return make(value)
 
+    def person_of(got: dict[str, Any]) -> Person:
+        patient = given(got, "banner")
+        if patient is None or isinstance(patient, (Exception, PanelState)):
+            return Person()
+        return Person.of(patient) if getattr(patient, "id", patient_id) in (None, patient_id) else Person()
+
+    def person(got: dict[str, Any]) -> Person:
+        found = got.get("person")
+        return found if isinstance(found, Person) else Person()
+
     def problems(r: fhir.SearchResult) -> ProblemsPanel:
         active, inactive, in_error = build_problems(r.resources)
         return ProblemsPanel(state_from_result(r, r.count), active, inactive, in_error)
 
-    patient = outcome.get("banner")
-    person = Person.of(patient) if patient is not None and not isinstance(
-        patient, (Exception, PanelState)
-    ) and getattr(patient, "id", patient_id) in (None, patient_id) else Person()
+    def lab_measures(got: dict[str, Any]) -> Any:
+        return built(got, "labs", lambda r: (r, build_labs(r.resources, encounter_id, person(got), now)))
 
-    def labs(r: fhir.SearchResult) -> MeasuresPanel:
-        measures = build_labs(r.resources, encounter_id, person)
+    def labs(got: dict[str, Any]) -> Any:
+        measured = got.get("labs:measures")
+        if not isinstance(measured, tuple):
+            return measured
+        r, measures = measured
         try:
-            found = lab_reports(outcome.get("labs:reports"), client.base_url)
+            found = lab_reports(given(got, "labs:reports"), client.base_url)
             grouped, text_reports = group_labs(measures, r.resources, found)
         except Exception as exc:  # the optional reports must never cost the labs themselves
             logger.error("lab report grouping failed (%s); labs grouped by category", type(exc).__name__)
             grouped, text_reports = group_labs(measures)
         return MeasuresPanel(measures_state(r), measures, grouped=grouped, text_reports=text_reports)
 
-    def panel(value: Any, cls: type) -> Any:
+    def encounter(got: dict[str, Any]) -> Any:
+        found = built(got, "encounter", lambda e: build_encounter(e, patient_id))
+        if not encounter_id:
+            return current_stay(given(got, "encounter:stay"), patient_id) or found
+        return found
+
+    def vitals(got: dict[str, Any]) -> MeasuresPanel:
+        results = {n: given(got, n) for n in vital_names}
+        if not results:
+            return MeasuresPanel(PanelState("absent"))
+        return build_vitals_panel(results, encounter_id, person(got), now)
+
+    def banner(got: dict[str, Any]) -> Any:
+        if "banner" not in panels:
+            return None
+        return built(got, "banner", lambda p: build_banner(p, patient_id, today))
+
+    # Each panel is built as soon as its own queries are in, while slower ones are still out.
+    steps = {
+        "person": Step(("banner",), person_of),
+        "panel:banner": Step(("banner",), banner),
+        "panel:encounter": Step(("encounter", "encounter:stay"), encounter),
+        "panel:vitals": Step((*vital_names, "person"), vitals),
+        "labs:measures": Step(("labs", "person"), lab_measures),
+        "panel:labs": Step(("labs:measures", "labs:reports"), labs),
+        "panel:problems": Step(("problems",), lambda got: built(got, "problems", problems)),
+    }
+    outcome.update(run_parallel(tasks, max_workers or settings.FHIR_MAX_WORKERS, steps))
+
+    def panel(name: str, cls: type) -> Any:
+        value = outcome.get(f"panel:{name}")
         if value is None:
             return cls(PanelState("absent"))
+        if isinstance(value, Exception):  # a bug while building: that panel says so, the page stands
+            return cls(error_state(value, _WHAT[name]))
         return cls(value) if isinstance(value, PanelState) else value
 
-    encounter = panel(built("encounter", lambda e: build_encounter(e, patient_id)), EncounterPanel)
-    if not encounter_id:
-        encounter = current_stay(outcome.get("encounter:stay"), patient_id) or encounter
-    vitals_results = {k: v for k, v in outcome.items() if k.startswith("vitals:")}
     return Dashboard(
         patient_id=patient_id,
         encounter_id=encounter_id,
-        banner=panel(
-            built("banner", lambda p: build_banner(p, patient_id, today)) if "banner" in panels else None,
-            Banner,
-        ),
-        encounter=encounter,
-        vitals=build_vitals_panel(vitals_results, encounter_id, person) if vitals_results else MeasuresPanel(
-            PanelState("absent")
-        ),
-        labs=panel(built("labs", labs), MeasuresPanel),
-        problems=panel(built("problems", problems), ProblemsPanel),
+        banner=panel("banner", Banner),
+        encounter=panel("encounter", EncounterPanel),
+        vitals=panel("vitals", MeasuresPanel),
+        labs=panel("labs", MeasuresPanel),
+        problems=panel("problems", ProblemsPanel),
         accesses=tuple(client.accesses),
-        person=person,
+        person=outcome["person"] if isinstance(outcome.get("person"), Person) else Person(),
     )
 
 

@@ -15,6 +15,8 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -82,24 +84,61 @@ def _guarded(name: str, fn: Callable[[], Any]) -> Any:
         return exc
 
 
-def run_parallel(tasks: dict[str, Callable[[], Any]], max_workers: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Step:
+    """Work on the results of other tasks or steps (`needs`), run as soon as the last of them is in.
+
+    `run` gets the results so far (each a value or an exception) and gives the step's own result.
+    A need that is neither a task nor a step counts as met.
+    """
+
+    needs: tuple[str, ...]
+    run: Callable[[dict[str, Any]], Any]
+
+
+def run_parallel(
+    tasks: dict[str, Callable[[], Any]], max_workers: int, steps: dict[str, Step] | None = None
+) -> dict[str, Any]:
     """Run independent tasks, at most `max_workers` at a time; each result is its value or its exception.
 
     The calling thread works too: it runs one lane of tasks itself while the pool runs the others,
     so a page still loads (one query after another) when every pool thread is busy.
+
+    `steps` overlap the wave: a panel is built in the lane that received its last input while
+    slower queries are still out, instead of after the whole wave. Tasks come first (a step never
+    delays a request's start); a step runs in whichever lane is free once its needs are in.
     """
+    steps = dict(steps or {})
     pending = list(tasks.items())
     results: dict[str, Any] = {}
+    known = set(tasks) | set(steps)
+    waiting = {name: {n for n in step.needs if n in known} for name, step in steps.items()}
+    ready: list[str] = []
     lock = threading.Lock()
+
+    def release(done: str | None) -> None:  # under the lock
+        for name, needs in list(waiting.items()):
+            needs.discard(done)
+            if not needs:
+                del waiting[name]
+                ready.append(name)
 
     def lane() -> None:
         while True:
             with lock:
-                if not pending:
+                if pending:
+                    name, fn = pending.pop(0)
+                elif ready:
+                    name = ready.pop(0)
+                    fn = partial(steps[name].run, results)
+                else:
                     return
-                name, fn = pending.pop(0)
-            results[name] = _guarded(name, fn)
+            value = _guarded(name, fn)
+            with lock:
+                results[name] = value
+                release(name)
 
+    release(None)
     lanes = max(1, min(max_workers, len(tasks)))
     # Each helper runs in a copy of the request's context, so its log lines carry the request id.
     helpers = [submit(lane) for _ in range(lanes - 1)]

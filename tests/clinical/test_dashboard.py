@@ -118,6 +118,22 @@ def test_it_isolates_failing_queries_per_panel():
 
 
 @responses.activate
+def test_a_bug_building_one_panel_costs_only_that_panel(monkeypatch, caplog):
+    """Panels are built in the wave's lanes: a crash in one builder is that panel's error."""
+    register_all(responses)
+
+    def broken(*args, **kwargs):
+        raise KeyError("never shown")
+
+    monkeypatch.setattr(dashboard, "build_labs", broken)
+    d = build()
+    assert d.labs.state.status == "error" and d.labs.state.message == "Could not display lab results."
+    assert d.vitals.state.ok and d.vitals.measures
+    assert d.banner.state.ok and d.problems.state.ok
+    assert "KeyError" in caplog.text and "never shown" not in caplog.text
+
+
+@responses.activate
 def test_the_searches_leave_before_the_single_reads():
     """Requests of a wave leave one after another: the slow Bundle searches must not wait behind reads."""
     register_all(responses)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from clinical import fhir, parallel
-from clinical.parallel import THREAD_PREFIX, run_parallel
+from clinical.parallel import THREAD_PREFIX, Step, run_parallel
 
 
 def test_tasks_run_side_by_side():
@@ -117,3 +117,62 @@ def test_a_started_task_no_pool_thread_took_runs_in_the_caller(monkeypatch):
     finish = parallel.start(lambda: ran_in.append(threading.current_thread().name) or "done")
     assert finish() == "done"
     assert ran_in == [threading.current_thread().name]
+
+
+def test_a_step_runs_while_slower_tasks_are_still_out():
+    """A panel is built as soon as its own query is in, not after the whole wave."""
+    slow_started, step_done = threading.Event(), threading.Event()
+
+    def slow():
+        slow_started.set()
+        assert step_done.wait(5), "the step waited for the slow task"
+        return "slow"
+
+    steps = {"built": Step(("fast",), lambda got: (step_done.set(), got["fast"] * 2)[1])}
+    results = run_parallel({"fast": lambda: 21, "slow": slow}, max_workers=4, steps=steps)
+    assert slow_started.is_set()
+    assert results == {"fast": 21, "slow": "slow", "built": 42}
+
+
+def test_steps_wait_for_every_need_including_other_steps():
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def note(name, value):
+        with lock:
+            order.append(name)
+        return value
+
+    tasks = {"a": lambda: note("a", 1), "b": lambda: (time.sleep(0.02), note("b", 2))[1]}
+    steps = {
+        "sum": Step(("a", "b"), lambda got: note("sum", got["a"] + got["b"])),
+        "double": Step(("sum",), lambda got: note("double", got["sum"] * 2)),
+        "free": Step(("not-planned",), lambda got: note("free", "ran")),  # an unknown need is met
+    }
+    results = run_parallel(tasks, max_workers=2, steps=steps)
+    assert results["sum"] == 3 and results["double"] == 6 and results["free"] == "ran"
+    assert order.index("sum") > max(order.index("a"), order.index("b"))
+    assert order.index("double") > order.index("sum")
+
+
+def test_a_failing_step_is_its_own_result_and_sees_failed_needs(caplog):
+    def boom():
+        raise fhir.FhirError("EHR down")
+
+    steps = {
+        "broken": Step(("ok",), lambda got: 1 / 0),
+        "sees": Step(("down",), lambda got: type(got["down"]).__name__),
+    }
+    results = run_parallel({"ok": lambda: 1, "down": boom}, max_workers=2, steps=steps)
+    assert isinstance(results["broken"], ZeroDivisionError)
+    assert results["sees"] == "FhirError"
+    assert "dashboard panel broken failed: ZeroDivisionError" in caplog.text
+
+
+def test_steps_never_delay_a_task_when_lanes_are_short():
+    """With one lane, every request starts before any build runs."""
+    order: list[str] = []
+    tasks = {name: (lambda name=name: order.append(name)) for name in ("t1", "t2", "t3")}
+    steps = {"s1": Step(("t1",), lambda got: order.append("s1"))}
+    run_parallel(tasks, max_workers=1, steps=steps)
+    assert order == ["t1", "t2", "t3", "s1"]
