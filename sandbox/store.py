@@ -102,6 +102,11 @@ class Resource(models.Model):
             models.Index(fields=["rtype", "patient_id", "date"], name="sandbox_res_pat_date"),
             models.Index(fields=["rtype", "encounter_id"], name="sandbox_res_enc"),
             models.Index(fields=["rtype", "date"], name="sandbox_res_date"),
+            # $lastn ranks a patient's observations per code by date: this index holds every
+            # column it reads, so 10,000 readings are ranked without touching their bodies.
+            models.Index(
+                fields=["rtype", "patient_id", "codes", "date", "categories"], name="sandbox_res_pat_codes"
+            ),
         ]
 
     def __str__(self) -> str:
