@@ -13,6 +13,7 @@ from django.utils import timezone
 from clinical import display
 from clinical.formatting import format_when
 from clinical.measure import make_measure
+from clinical.reading_cache import remembered
 from clinical.readings import (
     EXCLUDED_STATUSES,
     LOINC,
@@ -131,7 +132,9 @@ def build_labs(
             short, full = concept_full(obs.code)
             names[key] = (measure.name if measure else (short or "Unnamed test"), full)
             definitions[key] = measure
-        groups.setdefault(key, []).append(_lab_reading(obs, measure, encounter_id, person))
+        context = ("lab", key, encounter_id, person)
+        reading = remembered(obs, context, _lab_reading, measure, encounter_id, person)
+        groups.setdefault(key, []).append(reading)
     age_now = person.age_at(When.parse(now))
     measures = []
     for key, readings in groups.items():

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clinical import display
 from clinical.measure import make_measure, newest_first
+from clinical.reading_cache import remembered
 from clinical.readings import (
     CHART_MAX_POINTS,
     DASH,
@@ -153,6 +154,13 @@ def _bp_reading(
     )
 
 
+def _bp_panel_reading(obs: Any, encounter_id: str, person: Person) -> Reading:
+    """A blood-pressure panel (85354-9) read from its systolic and diastolic components."""
+    when = observation_when(obs)
+    systolic, diastolic = _bp_parts(obs, person.age_at(when))
+    return _bp_reading(when, systolic, diastolic, obs, encounter_id, person)
+
+
 def _join_separate_bp(
     systolic: list[tuple[Any, Value, When | None]],
     diastolic: list[tuple[Any, Value, When | None]],
@@ -184,25 +192,23 @@ def build_vitals(
             continue
         codes = codes_of(obs.code, LOINC)
         measure = display.measure_for(codes)
-        when = observation_when(obs)
-        age = person.age_at(when)
         if measure is not None and measure.key == "bp":
-            systolic, diastolic = _bp_parts(obs, age)
-            by_key.setdefault("bp", []).append(
-                _bp_reading(when, systolic, diastolic, obs, encounter_id, person)
-            )
+            reading = remembered(obs, ("bp", encounter_id, person), _bp_panel_reading, encounter_id, person)
+            by_key.setdefault("bp", []).append(reading)
             continue
         if measure is not None and measure.key in ("sys", "dia"):
-            value = observation_value(obs, measure, age)
+            when = observation_when(obs)
+            value = observation_value(obs, measure, person.age_at(when))
             (separate_sys if measure.key == "sys" else separate_dia).append((obs, value, when))
             continue
         if measure is None or measure.kind != "vital":
             key = "other:" + concept_key(obs.code)
             labels.setdefault(key, concept_full(obs.code))
-            reading = _other_reading(obs, encounter_id)
+            reading = remembered(obs, ("other", encounter_id), _other_reading, encounter_id)
         else:
             key = measure.key
-            reading = _vital_reading(obs, measure, encounter_id, person)
+            context = ("vital", key, encounter_id, person)
+            reading = remembered(obs, context, _vital_reading, measure, encounter_id, person)
             quantity = getattr(obs, "valueQuantity", None)
             if quantity is not None:
                 units.setdefault(key, set()).add(quantity_unit(quantity))

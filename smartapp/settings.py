@@ -301,6 +301,11 @@ FHIR_LAB_HISTORY = env.int("FHIR_LAB_HISTORY", default=20)
 # Lab reports (DiagnosticReport) asked for, newest first, in one page: labs are grouped by the
 # report that lists their latest result. 100 is Oracle Health's largest _count.
 FHIR_REPORT_COUNT = env.int("FHIR_REPORT_COUNT", default=100)
+# Parsed Observations and DiagnosticReports kept per process, by server, id and meta.versionId,
+# so a reload parses only what changed (clinical/fhir/memo.py); 0 turns it off. Bounded in time
+# too: clinical data does not stay in memory longer than a clinician's session needs it.
+FHIR_PARSED_CACHE_SIZE = env.int("FHIR_PARSED_CACHE_SIZE", default=5000)
+FHIR_PARSED_CACHE_SECONDS = env.int("FHIR_PARSED_CACHE_SECONDS", default=900)
 # Query threads per process, shared by all requests (about gunicorn threads x queries per page).
 FHIR_QUERY_THREADS = env.int("FHIR_QUERY_THREADS", default=48)
 for _name in (
@@ -315,6 +320,8 @@ for _name in (
 ):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
+if FHIR_PARSED_CACHE_SIZE < 0 or FHIR_PARSED_CACHE_SECONDS < 1:
+    raise ImproperlyConfigured("FHIR_PARSED_CACHE_SIZE must be >= 0 and FHIR_PARSED_CACHE_SECONDS >= 1")
 
 # --- Clinical display -------------------------------------------------------------------------
 # The app's own vital-sign cut-offs (adults only, flagged as the app's, never as the lab's) and the

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clinical import capabilities
+from clinical import capabilities, reading_cache
+from clinical.fhir import memo
 from smartapp.models import Ehr
 
 
@@ -14,6 +15,17 @@ def _fresh_capabilities():
     capabilities.forget()
     yield
     capabilities.forget()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_parse_caches():
+    """Parsed resources and their readings are kept per process: a test that patches how they
+    are built must not be handed what an earlier test built."""
+    memo.clear()
+    reading_cache.clear()
+    yield
+    memo.clear()
+    reading_cache.clear()
 
 
 @pytest.fixture

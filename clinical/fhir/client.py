@@ -21,6 +21,7 @@ import requests
 from django.conf import settings
 
 from clinical import fastparse
+from clinical.fhir import memo
 from clinical.fhir.bundles import Page, read_page
 from clinical.fhir.errors import (
     OUTCOME_ERROR,
@@ -295,10 +296,14 @@ class FhirClient:
     def _collect(self, page: Page, resource_type: str, acc: _Paging) -> None:
         """Parse a page's matches (after its response is closed: parsing is not EHR wait time)."""
         acc.warnings.extend(page.warnings)
+        cache = memo.store()
         with fastparse.shared_elements():
             for resource in page.matches:
                 try:
-                    acc.resources.append(parse_resource(resource, resource_type))
+                    known = memo.parsed(resource, resource_type, self.base_url, cache)
+                    acc.resources.append(
+                        known if known is not None else parse_resource(resource, resource_type, fast=False)
+                    )
                 except ValueError:
                     acc.skipped += 1
 

@@ -111,7 +111,7 @@ def _delete_paths(data: Any, paths: set[tuple[Any, ...]]) -> bool:
 _FAST_PATHS = {"Observation": fastparse.observation, "DiagnosticReport": fastparse.diagnostic_report}
 
 
-def parse_resource(data: Any, resource_type: str) -> Any:
+def parse_resource(data: Any, resource_type: str, *, fast: bool = True) -> Any:
     """Validate `data` with the R4B model, ignoring vendor-specific extra fields anywhere in it.
 
     fhir_core models are `extra="forbid"`, and neither a subclass (top level only) nor pydantic's
@@ -125,7 +125,7 @@ def parse_resource(data: Any, resource_type: str) -> Any:
     """
     if not isinstance(data, dict) or data.get("resourceType") != resource_type:
         raise ValueError("not a " + resource_type)
-    fast_path = _FAST_PATHS.get(resource_type)
+    fast_path = _FAST_PATHS.get(resource_type) if fast else None  # False: the caller tried it
     if fast_path is not None:
         fast = fast_path(data)  # same result as below for the shapes it accepts, ~10x faster
         if fast is not None:

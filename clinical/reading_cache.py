@@ -1,0 +1,78 @@
+"""Readings remembered per parsed Observation, for as long as that Observation object lives.
+
+A reload gets the very same Observation objects back from `clinical.fhir.memo` (same content),
+so what was derived from one (its displayed value, flag, range and warning) can be reused
+instead of derived again: building readings was the largest cost of a reload after parsing.
+
+A reading depends on the Observation and on a context the caller names (the kind of reading,
+the encounter in context, the patient's birth date and sex); nothing in it depends on the time
+of the request (ages and staleness are the measure's, computed every time). Entries are keyed
+by the object's identity, checked through a weak reference, so a reading never outlives its
+Observation's stay in memory and an id reused by a new object never finds an old reading.
+The clinical display settings are part of every reading: a change to them (tests) clears it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from django.core.signals import setting_changed
+
+from clinical.fhir import memo
+
+T = TypeVar("T")
+
+MAX_OBJECTS = 20_000  # entries kept before dead ones are swept (live ones are held by the memo)
+_PER_OBJECT = 4  # contexts per Observation (a patient seen in two encounters, say)
+
+_lock = threading.Lock()
+_entries: dict[int, tuple[weakref.ref, dict[Hashable, Any]]] = {}
+
+
+def remembered(obs: Any, context: Hashable, build: Callable[..., T], *args: Any) -> T:
+    """`build(obs, *args)`, or what it gave before for this very `obs` object in this `context`
+    (which must name everything in `args` the result depends on)."""
+    key = id(obs)
+    with _lock:
+        entry = _entries.get(key)
+        if entry is not None and entry[0]() is obs and context in entry[1]:
+            return entry[1][context]
+    value = build(obs, *args)
+    try:
+        ref = weakref.ref(obs)
+    except TypeError:  # not weak-referenceable: nothing to tie the reading's lifetime to
+        return value
+    with _lock:
+        entry = _entries.get(key)
+        if entry is None or entry[0]() is not obs:
+            if len(_entries) >= MAX_OBJECTS:
+                _sweep()
+            entry = _entries[key] = (ref, {})
+        if len(entry[1]) < _PER_OBJECT:
+            entry[1][context] = value
+    return value
+
+
+def _sweep() -> None:
+    """Drop entries whose Observation is gone; all of them if that is not enough (under the lock)."""
+    for key in [k for k, (ref, _) in _entries.items() if ref() is None]:
+        del _entries[key]
+    if len(_entries) >= MAX_OBJECTS:
+        _entries.clear()
+
+
+def clear() -> None:
+    with _lock:
+        _entries.clear()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(("CLINICAL_", "FHIR_")) or setting == "TIME_ZONE":
+        clear()
+        memo.clear()  # parsed resources do not depend on settings; a fresh start is simply clearer
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="clinical.reading_cache")
