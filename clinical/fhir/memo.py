@@ -1,11 +1,9 @@
 """Parsed resources remembered by their exact content, so a reload does not parse them again.
 
-The key is the server's base URL, the type and the decoded JSON itself, serialised by `marshal`
-(1, 1.0, "1" and true differ, as they do to the parser). Format version 2 writes no
-back-references, so equal content gives equal bytes whatever objects it happens to share; it
-costs a tenth of parsing an entry (repr, a quarter). A hit is the very resource the parser would
-build: nothing depends on the server changing `meta.versionId` on every update, as not every
-EHR sends one.
+The key is the server's base URL, the type and the decoded JSON itself as exact bytes
+(`fastparse.exact`: 1, 1.0, "1" and true differ, as they do to the parser), which costs a tenth
+of parsing the entry. A hit is the very resource the parser would build: nothing depends on the
+server changing `meta.versionId` on every update, as not every EHR sends one.
 
 Only resources the strict fast path accepted whole are kept: nothing repaired, nothing
 dropped, no warning to repeat. Parsed resources are never mutated, so one object serves
@@ -16,7 +14,6 @@ resource only ever leaves it for a request whose own EHR response held that exac
 
 from __future__ import annotations
 
-import marshal
 import threading
 from typing import Any
 
@@ -27,7 +24,6 @@ from clinical import fastparse
 
 _FAST_PATHS = {"Observation": fastparse.observation, "DiagnosticReport": fastparse.diagnostic_report}
 
-_NO_REFERENCES = 2  # marshal format version
 _lock = threading.Lock()
 _cache: TTLCache | None = None
 
@@ -44,14 +40,9 @@ def store() -> TTLCache | None:
         return _cache
 
 
-def content_key(data: Any) -> bytes | None:
-    """The exact content of decoded JSON as bytes, or None for anything but a JSON object."""
-    if type(data) is not dict:
-        return None
-    try:
-        return marshal.dumps(data, _NO_REFERENCES)
-    except ValueError:  # not plain JSON values (never from the JSON decoder)
-        return None
+def content_key(data: Any) -> bytes | str | None:
+    """The exact content of decoded JSON, or None for anything but a JSON object."""
+    return fastparse.exact(data) if type(data) is dict else None
 
 
 def parsed(data: Any, resource_type: str, base_url: str, cache: TTLCache | None) -> Any | None:
