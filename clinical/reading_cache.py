@@ -7,8 +7,9 @@ instead of derived again: building readings was the largest cost of a reload aft
 A reading depends on the Observation and on a context the caller names (the kind of reading,
 the encounter in context, the patient's birth date and sex); nothing in it depends on the time
 of the request (ages and staleness are the measure's, computed every time). Entries are keyed
-by the object's identity, checked through a weak reference, so a reading never outlives its
-Observation's stay in memory and an id reused by a new object never finds an old reading.
+by the object's identity, checked through a weak reference whose callback drops the entry when
+the Observation goes: a reading never outlives its Observation's stay in memory, and an id
+reused by a new object never finds an old reading.
 The clinical display settings are part of every reading: a change to them (tests) clears it.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any, TypeVar
 
 from django.core.signals import setting_changed
@@ -25,7 +27,7 @@ from clinical.fhir import memo
 
 T = TypeVar("T")
 
-MAX_OBJECTS = 20_000  # entries kept before dead ones are swept (live ones are held by the memo)
+MAX_OBJECTS = 20_000  # a safety bound: live entries are about the memo's size plus one page
 _PER_OBJECT = 4  # contexts per Observation (a patient seen in two encounters, say)
 
 _lock = threading.Lock()
@@ -42,26 +44,26 @@ def remembered(obs: Any, context: Hashable, build: Callable[..., T], *args: Any)
             return entry[1][context]
     value = build(obs, *args)
     try:
-        ref = weakref.ref(obs)
+        ref = weakref.ref(obs, partial(_forget, key))
     except TypeError:  # not weak-referenceable: nothing to tie the reading's lifetime to
         return value
     with _lock:
         entry = _entries.get(key)
         if entry is None or entry[0]() is not obs:
             if len(_entries) >= MAX_OBJECTS:
-                _sweep()
+                _entries.clear()
             entry = _entries[key] = (ref, {})
         if len(entry[1]) < _PER_OBJECT:
             entry[1][context] = value
     return value
 
 
-def _sweep() -> None:
-    """Drop entries whose Observation is gone; all of them if that is not enough (under the lock)."""
-    for key in [k for k, (ref, _) in _entries.items() if ref() is None]:
-        del _entries[key]
-    if len(_entries) >= MAX_OBJECTS:
-        _entries.clear()
+def _forget(key: int, ref: weakref.ref) -> None:
+    """The Observation is gone: drop its readings. No lock (a collection may run while this
+    thread holds it); at worst a racing insert for a new object at that address is lost."""
+    entry = _entries.get(key)
+    if entry is not None and entry[0] is ref:
+        _entries.pop(key, None)
 
 
 def clear() -> None:
