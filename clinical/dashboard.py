@@ -233,7 +233,7 @@ def build_dashboard(
             return Person()
         return Person.of(patient) if getattr(patient, "id", patient_id) in (None, patient_id) else Person()
 
-    def person(got: dict[str, Any]) -> Person:
+    def known_person(got: dict[str, Any]) -> Person:  # the "person" step's result
         found = got.get("person")
         return found if isinstance(found, Person) else Person()
 
@@ -242,7 +242,8 @@ def build_dashboard(
         return ProblemsPanel(state_from_result(r, r.count), active, inactive, in_error)
 
     def lab_measures(got: dict[str, Any]) -> Any:
-        return built(got, "labs", lambda r: (r, build_labs(r.resources, encounter_id, person(got), now)))
+        person = known_person(got)
+        return built(got, "labs", lambda r: (r, build_labs(r.resources, encounter_id, person, now)))
 
     def labs(got: dict[str, Any]) -> Any:
         measured = got.get("labs:measures")
@@ -267,7 +268,7 @@ def build_dashboard(
         results = {n: given(got, n) for n in vital_names}
         if not results:
             return MeasuresPanel(PanelState("absent"))
-        return build_vitals_panel(results, encounter_id, person(got), now)
+        return build_vitals_panel(results, encounter_id, known_person(got), now)
 
     def banner(got: dict[str, Any]) -> Any:
         if "banner" not in panels:

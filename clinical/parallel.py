@@ -138,7 +138,7 @@ def run_parallel(
                 results[name] = value
                 release(name)
 
-    release(None)
+    release(None)  # steps with no task or step to wait for are ready from the start
     lanes = max(1, min(max_workers, len(tasks)))
     # Each helper runs in a copy of the request's context, so its log lines carry the request id.
     helpers = [submit(lane) for _ in range(lanes - 1)]

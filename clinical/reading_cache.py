@@ -23,8 +23,6 @@ from typing import Any, TypeVar
 
 from django.core.signals import setting_changed
 
-from clinical.fhir import memo
-
 T = TypeVar("T")
 
 MAX_OBJECTS = 20_000  # a safety bound: live entries are about the memo's size plus one page
@@ -72,9 +70,8 @@ def clear() -> None:
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting.startswith(("CLINICAL_", "FHIR_")) or setting == "TIME_ZONE":
+    if setting.startswith("CLINICAL_") or setting == "TIME_ZONE":
         clear()
-        memo.clear()  # parsed resources do not depend on settings; a fresh start is simply clearer
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="clinical.reading_cache")

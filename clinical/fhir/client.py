@@ -300,10 +300,7 @@ class FhirClient:
         with fastparse.shared_elements():
             for resource in page.matches:
                 try:
-                    known = memo.parsed(resource, resource_type, self.base_url, cache)
-                    acc.resources.append(
-                        known if known is not None else parse_resource(resource, resource_type, fast=False)
-                    )
+                    acc.resources.append(memo.parse(resource, resource_type, self.base_url, cache))
                 except ValueError:
                     acc.skipped += 1
 

@@ -21,8 +21,7 @@ from cachetools import TTLCache
 from django.conf import settings
 
 from clinical import fastparse
-
-_FAST_PATHS = {"Observation": fastparse.observation, "DiagnosticReport": fastparse.diagnostic_report}
+from clinical.fhir.parsing import FAST_PATHS, fast_parse, validate_resource
 
 _lock = threading.Lock()
 _cache: TTLCache | None = None
@@ -45,20 +44,20 @@ def content_key(data: Any) -> bytes | str | None:
     return fastparse.exact(data) if type(data) is dict else None
 
 
-def parsed(data: Any, resource_type: str, base_url: str, cache: TTLCache | None) -> Any | None:
-    """The resource from `cache` or the fast path (then remembered), or None: validate it in full."""
-    fast_path = _FAST_PATHS.get(resource_type)
-    if fast_path is None:
-        return None
-    content = content_key(data) if cache is not None else None
+def parse(data: Any, resource_type: str, base_url: str, cache: TTLCache | None) -> Any:
+    """`parse_resource`, from `cache` when this server sent this exact content before (ValueError
+    when the entry is unreadable). Only what the fast path built is kept."""
+    content = content_key(data) if cache is not None and resource_type in FAST_PATHS else None
     key = (base_url, resource_type, content) if content is not None else None
     if key is not None:
         with _lock:
             hit = cache.get(key)
         if hit is not None:
             return hit
-    resource = fast_path(data)
-    if resource is not None and key is not None:
+    resource = fast_parse(data, resource_type)
+    if resource is None:
+        return validate_resource(data, resource_type)  # repaired or refused: never kept
+    if key is not None:
         with _lock:
             cache[key] = resource
     return resource

@@ -35,7 +35,7 @@ def client(**kwargs):
 def parsed(monkeypatch):
     """Counts the resources the client parses (validates) and the entries it builds from JSON."""
     counts = {"resources": 0, "entries": 0}
-    parse, build = fhir_client.memo.parsed, bundles._sort_entry
+    parse, build = fhir_client.memo.parse, bundles._sort_entry
 
     def counting_parse(*args, **kwargs):  # every match goes through the memo first
         counts["resources"] += 1
@@ -46,7 +46,7 @@ def parsed(monkeypatch):
         return build(*args, **kwargs)
 
     # patched where they are looked up: the client parses, the page reader sorts entries
-    monkeypatch.setattr(fhir_client.memo, "parsed", counting_parse)
+    monkeypatch.setattr(fhir_client.memo, "parse", counting_parse)
     monkeypatch.setattr(bundles, "_sort_entry", counting_build)
     return counts
 

@@ -80,7 +80,7 @@ def test_it_is_bounded_by_the_settings(settings):
     cache = memo.store()
     assert (cache.maxsize, cache.ttl) == (3, 60)
     for i in range(5):
-        memo.parsed(obs(i)["resource"], "Observation", BASE, cache)
+        memo.parse(obs(i)["resource"], "Observation", BASE, cache)
     assert len(cache) == 3
 
 
@@ -100,7 +100,7 @@ def test_equal_content_gives_the_same_key_whatever_objects_it_shares():
 
 
 def lab(value):
-    return memo.parsed(
+    return memo.parse(
         {
             "resourceType": "Observation",
             "id": "k1",
